@@ -1,0 +1,116 @@
+"""Parameter and data validation shared by every public entry point.
+
+Each check raises ``ValueError``/``TypeError`` whose message names the parameter
+and the allowed range, so a user knows what to change.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+__all__ = [
+    "check_int",
+    "check_float",
+    "check_choice",
+    "check_vector",
+    "check_matrix",
+    "check_generator",
+    "FLOAT_DTYPES",
+]
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_int(name: str, value, *, low: int | None = None, high: int | None = None, allow_none: bool = False):
+    """Return ``value`` as an int after checking ``low <= value <= high``.
+
+    Raises:
+        TypeError: ``value`` is not an integer (bools are refused too).
+        ValueError: ``value`` is outside ``[low, high]``.
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{name} must be in [{_fmt(low, '-inf')}, {_fmt(high, 'inf')}], got {value}")
+    return value
+
+
+def check_float(
+    name: str,
+    value,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    allow_none: bool = False,
+):
+    """Return ``value`` as a finite float inside the given (optionally open) interval."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    bad = not np.isfinite(value)
+    if low is not None:
+        bad |= value <= low if low_open else value < low
+    if high is not None:
+        bad |= value >= high if high_open else value > high
+    if bad:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        raise ValueError(f"{name} must be in {lo}{_fmt(low, '-inf')}, {_fmt(high, 'inf')}{hi}, got {value!r}")
+    return value
+
+
+def check_choice(name: str, value, choices):
+    """Check that ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {sorted(map(str, choices))}, got {value!r}")
+    return value
+
+
+def _check_array(name: str, x, ndim: int) -> np.ndarray:
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray of float32 or float64, got {type(x).__name__}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must have dtype float32 or float64, got {x.dtype}")
+    if x.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {x.shape}")
+    if x.size == 0:
+        raise ValueError(f"{name} must be non-empty (dimension >= 1), got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        bad = np.flatnonzero(~np.isfinite(x.ravel()))
+        raise ValueError(
+            f"{name} must be finite; found NaN or Inf at flat index {int(bad[0])} ({bad.size} bad entries)"
+        )
+    return np.ascontiguousarray(x)
+
+
+def check_vector(name: str, x) -> np.ndarray:
+    """Validate a 1-D, non-empty, finite float32/float64 array; return it C-contiguous."""
+    return _check_array(name, x, 1)
+
+
+def check_matrix(name: str, x) -> np.ndarray:
+    """Validate a 2-D (nodes, dim) finite float32/float64 array; return it C-contiguous."""
+    return _check_array(name, x, 2)
+
+
+def check_generator(name: str, rng) -> np.random.Generator:
+    """Check that ``rng`` is a ``numpy.random.Generator`` (no global RNG is ever used)."""
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(
+            f"{name} must be a numpy.random.Generator (e.g. numpy.random.default_rng(seed)), "
+            f"got {type(rng).__name__}"
+        )
+    return rng
+
+
+def _fmt(v, missing: str) -> str:
+    return missing if v is None else str(v)

@@ -1,0 +1,222 @@
+"""The compressor contract.
+
+A compressor is an immutable configuration (a frozen dataclass) with a registry name.
+It maps a vector to a :class:`~simdist.compressors.payload.Payload` (real bytes) and back:
+
+    payload = c.compress(x, rng)          # x: 1-D float32/float64, rng: numpy Generator
+    y = c.decompress(payload)             # same shape and dtype as x
+    payload.nbits, payload.to_bytes()     # exact wire size and the message itself
+    c.from_bytes(payload.to_bytes(), x.size, dtype=x.dtype)   # the receiver's side
+
+The batched form works on an (n, d) matrix, one row per node, in one kernel call:
+
+    batch = c.compress_batch(X, rng)      # rng: one Generator, or n Generators (one per row)
+    Y = c.decompress_batch(batch)         # (n, d)
+
+With a sequence of n generators row i is bit-identical to ``c.compress(X[i], rng[i])``;
+with one generator the rows use one derived stream (no Python loop over rows).
+
+Subclasses implement two batch hooks and never see unvalidated input:
+
+* ``_encode_batch(X, rng) -> (buffer, offsets, nbits, keys)``: ``buffer`` uint8 holds the
+  row messages back to back, each starting at ``offsets[i]`` (n+1 byte offsets) and exactly
+  ceil(nbits[i]/8) bytes long with zero padding; ``keys`` is None unless shared randomness is used.
+* ``_decode_batch(buffer, offsets, d, dtype, keys) -> (Y, nbits)``: decode every row, reading
+  no byte outside ``buffer[offsets[i]:offsets[i+1]]``, and return the values and the number of
+  bits each row's message consumed; raise :class:`simdist.DecodeError` on malformed data. The
+  base class then checks that each row is exactly ceil(nbits/8) bytes with zero padding.
+
+Theory hooks (used by ``simdist check`` and :mod:`simdist.testing`): ``unbiased`` says whether
+E[C(x)] = x; ``variance_bound(x)`` returns the proven bound on E||C(x) - x||^2 (or None) and
+``exact_variance(x)`` the exact value where it is known.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import json
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .._validate import FLOAT_DTYPES, check_generator, check_int, check_matrix, check_vector
+from ..errors import DecodeError
+from .payload import Payload, PayloadBatch
+
+__all__ = ["Compressor"]
+
+
+class Compressor(abc.ABC):
+    """Base class of every compressor (subclasses are frozen dataclasses)."""
+
+    #: Registry name (set by each subclass).
+    name: ClassVar[str] = ""
+    #: True when E[decompress(compress(x))] = x for every x.
+    unbiased: ClassVar[bool] = False
+    #: True when compress needs a numpy Generator.
+    needs_rng: ClassVar[bool] = False
+
+    # -- subclass hooks ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def _encode_batch(self, X: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
+        """Encode validated rows of X; see the module docstring."""
+
+    @abc.abstractmethod
+    def _decode_batch(self, buffer, offsets, d: int, dtype, keys) -> tuple[np.ndarray, np.ndarray]:
+        """Decode every row; see the module docstring."""
+
+    def _check_dim(self, d: int) -> None:
+        """Raise ValueError when the compressor cannot handle dimension d (e.g. k > d)."""
+
+    def variance_bound(self, x: np.ndarray) -> float | None:
+        """Proven upper bound on E||C(x) - x||^2 (None when there is none)."""
+        return None
+
+    def exact_variance(self, x: np.ndarray) -> float | None:
+        """Exact E||C(x) - x||^2 where an identity is known (None otherwise)."""
+        return None
+
+    # -- public API -------------------------------------------------------------------------
+    def compress(self, x: np.ndarray, rng: np.random.Generator | None = None) -> Payload:
+        """Encode a 1-D float32/float64 vector.
+
+        Args:
+            x: the vector (finite, non-empty).
+            rng: the caller's generator (required when ``needs_rng``).
+
+        Returns:
+            The :class:`Payload` (its bytes, exact ``nbits``, ``dim`` and ``dtype``).
+        """
+        x = check_vector("x", x)
+        return self.compress_batch(x[None, :], [rng] if self.needs_rng else None)[0]
+
+    def compress_batch(self, X: np.ndarray, rng=None) -> PayloadBatch:
+        """Encode each row of an (n, d) matrix in one kernel call.
+
+        Args:
+            X: (n, d) float32/float64 matrix, one row per node.
+            rng: one Generator (derived stream) or a sequence of n Generators (row i then
+                equals ``compress(X[i], rng[i])``); required when ``needs_rng``.
+
+        Returns:
+            A :class:`PayloadBatch` with one message per row.
+        """
+        X = check_matrix("X", X)
+        self._check_dim(X.shape[1])
+        if self.needs_rng:
+            if rng is None:
+                raise TypeError(f"{self.name} is randomized: pass rng=numpy.random.default_rng(seed)")
+            if not isinstance(rng, np.random.Generator):
+                for g in rng:
+                    check_generator("rng", g)
+        buffer, offsets, nbits, keys = self._encode_batch(X, rng)
+        buffer.setflags(write=False)
+        return PayloadBatch(buffer, offsets, nbits, X.shape[1], X.dtype, self.name, keys)
+
+    def decompress(self, payload: Payload) -> np.ndarray:
+        """Decode one payload into an array of its ``dim`` and ``dtype``."""
+        if not isinstance(payload, Payload):
+            raise TypeError(f"payload must be a Payload, got {type(payload).__name__}")
+        offsets = np.array([0, payload.nbytes], dtype=np.int64)
+        keys = None if payload.key is None else np.array([payload.key], dtype=np.int64)
+        batch = PayloadBatch(payload.data, offsets, np.array([payload.nbits], np.int64),
+                             payload.dim, payload.dtype, payload.codec, keys)
+        return self.decompress_batch(batch)[0]
+
+    def decompress_batch(self, batch: PayloadBatch) -> np.ndarray:
+        """Decode every row of a batch into an (n, dim) array of the batch's dtype."""
+        if not isinstance(batch, PayloadBatch):
+            raise TypeError(f"batch must be a PayloadBatch, got {type(batch).__name__}")
+        if batch.codec != self.name:
+            raise ValueError(f"payload was written by {batch.codec!r}, not by {self.name!r}")
+        Y, nbits = self._decode_checked(batch.buffer, batch.offsets, batch.dim, batch.dtype, batch.keys)
+        if not np.array_equal(nbits, batch.nbits):
+            raise DecodeError(f"{self.name}: decoded length {nbits.tolist()} bits != declared {batch.nbits.tolist()}")
+        return Y
+
+    def from_bytes(self, data, dim: int, *, dtype=np.float32, key: int | None = None) -> Payload:
+        """Rebuild a payload from received bytes (validated by decoding them).
+
+        Args:
+            data: the message (bytes, bytearray, memoryview or uint8 array).
+            dim: the dimension of the encoded vector (>= 1).
+            dtype: dtype that ``decompress`` should return (float32 or float64).
+            key: the shared key, for compressors that use shared randomness (Rand-k).
+
+        Raises:
+            DecodeError: the bytes are malformed, truncated or have trailing data.
+        """
+        dim = check_int("dim", dim, low=1)
+        self._check_dim(dim)
+        dtype = np.dtype(dtype)
+        if dtype not in FLOAT_DTYPES:
+            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+        if isinstance(data, np.ndarray):
+            if data.dtype != np.uint8 or data.ndim != 1:
+                raise TypeError(f"data must be bytes or a 1-D uint8 array, got {data.dtype} {data.shape}")
+            buf = np.array(data, dtype=np.uint8)
+        elif isinstance(data, (bytes, bytearray, memoryview)):
+            buf = np.frombuffer(bytes(data), dtype=np.uint8).copy()
+        else:
+            raise TypeError(f"data must be bytes or a 1-D uint8 array, got {type(data).__name__}")
+        keys = None if key is None else np.array([check_int("key", key)], dtype=np.int64)
+        _, nbits = self._decode_checked(buf, np.array([0, buf.shape[0]], np.int64), dim, dtype, keys)
+        buf.setflags(write=False)
+        return Payload(buf, int(nbits[0]), dim, dtype, self.name, key)
+
+    def _decode_checked(self, buffer, offsets, d, dtype, keys):
+        if self.needs_key and keys is None:
+            raise ValueError(f"{self.name} needs the shared key (key=...) to decode")
+        Y, nbits = self._decode_batch(buffer, offsets, int(d), np.dtype(dtype), keys)
+        nbits = np.asarray(nbits, dtype=np.int64)
+        lengths = np.diff(offsets)
+        bad = lengths != (nbits + 7) >> 3
+        rem = nbits & 7
+        last = np.where(lengths > 0, buffer[np.maximum(offsets[1:] - 1, 0)] if buffer.size else 0, 0)
+        bad |= (rem != 0) & ((last.astype(np.int64) & ((1 << (8 - rem)) - 1)) != 0)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DecodeError(
+                f"{self.name}: trailing data in row {i}: {int(lengths[i])} bytes for a "
+                f"{int(nbits[i])}-bit message (expected {(int(nbits[i]) + 7) >> 3} bytes, zero padding)"
+            )
+        return Y, nbits
+
+    #: True when decoding needs a shared key (set by Rand-k).
+    needs_key: ClassVar[bool] = False
+
+    # -- configuration ----------------------------------------------------------------------
+    def get_config(self) -> dict:
+        """JSON-ready config: ``{"name": ..., **parameters}`` (nested compressors as configs)."""
+        cfg = {"name": self.name}
+        for f in dataclasses.fields(self):
+            cfg[f.name] = _to_json(getattr(self, f.name))
+        return cfg
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Compressor":
+        """Inverse of :meth:`get_config` (accepts the dict or its JSON string)."""
+        from .registry import make
+
+        if isinstance(config, str):
+            config = json.loads(config)
+        if not isinstance(config, dict) or "name" not in config:
+            raise TypeError(f"config must be a dict with a 'name' key, got {config!r}")
+        if cls is not Compressor and cls.name and config["name"] != cls.name:
+            raise ValueError(f"config is for {config['name']!r}, not {cls.name!r}")
+        return make(config)
+
+    def __str__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
+        return f"{self.name}({params})"
+
+
+def _to_json(v):
+    if isinstance(v, Compressor):
+        return v.get_config()
+    if isinstance(v, (tuple, list)):
+        return [_to_json(e) for e in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
