@@ -110,11 +110,12 @@ class BitWriter:
 
     def __init__(self) -> None:
         self._bits: list[str] = []
+        self._n = 0
 
     @property
     def nbits(self) -> int:
         """Number of bits written so far."""
-        return len(self._bits)
+        return self._n
 
     def write(self, value: int, n: int) -> None:
         """Append the low ``n`` bits of the non-negative integer ``value``, MSB first."""
@@ -122,12 +123,14 @@ class BitWriter:
             raise ValueError(f"value {value} does not fit in n={n} bits")
         if n:
             self._bits.append(format(value, f"0{n}b"))
+            self._n += n
 
     def write_str(self, bits: str) -> None:
         """Append a string of '0'/'1' characters."""
         if set(bits) - {"0", "1"}:
             raise ValueError("bits must contain only '0' and '1'")
         self._bits.append(bits)
+        self._n += len(bits)
 
     def bitstring(self) -> str:
         """All bits written, as a '0'/'1' string."""

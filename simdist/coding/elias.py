@@ -201,7 +201,7 @@ def _encode(values, which, nbits):
 
 
 @njit(cache=True)
-def _decode(buf, count, which):
+def _decode(buf, count, which, max_value):
     out = np.empty(count, dtype=np.int64)
     limit = buf.shape[0] * 8
     pos = 0
@@ -214,6 +214,8 @@ def _decode(buf, count, which):
             k, pos = get_omega(buf, limit, pos)
         if pos < 0:
             return out, pos
+        if k > max_value:
+            return out, -3
         out[i] = k
     if not check_padding(buf, pos):
         return out, -4
@@ -257,12 +259,12 @@ def decode(code: str, data: bytes, count: int) -> np.ndarray:
     """Decode exactly ``count`` integers; the message must end there (zero padding only).
 
     Raises:
-        DecodeError: truncated, malformed, or trailing data.
+        DecodeError: truncated, malformed, a value above MAX_VALUE, or trailing data.
     """
     check_choice("code", code, CODES)
     count = check_int("count", count, low=0)
     buf = np.frombuffer(bytes(data), dtype=np.uint8)
-    out, status = _decode(buf, count, CODES[code])
+    out, status = _decode(buf, count, CODES[code], MAX_VALUE)
     raise_decode_status(min(status, 0), f"elias-{code}")
     return out
 

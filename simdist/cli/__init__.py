@@ -1,0 +1,1 @@
+"""The ``simdist`` command line (see ``simdist --help``)."""

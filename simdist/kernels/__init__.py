@@ -1,0 +1,1 @@
+"""Numba hot loops (CPU kernels). Each is tested against its reference in simdist.reference."""

@@ -1,0 +1,1 @@
+"""Plain NumPy/Python reference implementations: the oracles the Numba kernels are tested against."""
