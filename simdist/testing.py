@@ -29,6 +29,7 @@ __all__ = [
     "check_batch_consistency",
     "check_bad_input",
     "check_decoder_fuzz",
+    "check_theory",
     "sample_vectors",
 ]
 
@@ -158,8 +159,24 @@ def check_decoder_fuzz(c: Compressor, x: np.ndarray, seed: int = 0, mutations: i
         )
 
 
-def check_compressor(c: Compressor, d: int = 257, seed: int = 0) -> None:
-    """Run every contract check on ``c`` over a set of edge-case vectors, in float32 and float64."""
+def check_theory(c: Compressor, x: np.ndarray, trials: int = 400, seed: int = 0, confidence: float = 1 - 1e-6) -> None:
+    """The compressor's declared theory holds on ``x``: unbiasedness if ``c.unbiased``, its exact variance,
+    variance bound and the other hooks, each by :func:`analysis.checks.check_compressor`.
+
+    Each verdict has false-alarm probability at most ``1 - confidence`` (default 1e-6, so a kit run
+    over a few hundred verdicts raises a false alarm with probability below 1e-3 by Bonferroni).
+    """
+    from analysis.checks import check_compressor as theory_checks
+
+    failed = [v for v in theory_checks(c, x, trials, seed, confidence) if not v.passed]
+    assert not failed, f"{c}: theory checks failed: " + "; ".join(
+        f"{v.statement} ({v.source}): measured {v.measured:.6g} vs {v.reference}" for v in failed
+    )
+
+
+def check_compressor(c: Compressor, d: int = 257, seed: int = 0, theory: bool = True) -> None:
+    """Run every contract check on ``c`` over a set of edge-case vectors, in float32 and float64,
+    and (``theory=True``) its declared statistical claims on a Gaussian and a sparse vector."""
     check_config_roundtrip(c)
     check_bad_input(c)
     for dtype in (np.float32, np.float64):
@@ -172,3 +189,7 @@ def check_compressor(c: Compressor, d: int = 257, seed: int = 0) -> None:
         X = np.stack(list(sample_vectors(d, seed + 1, dtype).values()))
         check_batch_consistency(c, X, seed)
     check_decoder_fuzz(c, sample_vectors(d, seed)["gaussian"], seed)
+    if theory:
+        vecs = sample_vectors(d, seed)
+        for name in ("gaussian", "sparse"):
+            check_theory(c, vecs[name], seed=seed)

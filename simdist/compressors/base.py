@@ -89,7 +89,7 @@ class Compressor(abc.ABC):
             The :class:`Payload` (its bytes, exact ``nbits``, ``dim`` and ``dtype``).
         """
         x = check_vector("x", x)
-        return self.compress_batch(x[None, :], [rng] if self.needs_rng else None)[0]
+        return self._compress_checked(x[None, :], [rng] if self.needs_rng else None)[0]
 
     def compress_batch(self, X: np.ndarray, rng=None) -> PayloadBatch:
         """Encode each row of an (n, d) matrix in one kernel call.
@@ -102,7 +102,10 @@ class Compressor(abc.ABC):
         Returns:
             A :class:`PayloadBatch` with one message per row.
         """
-        X = check_matrix("X", X)
+        return self._compress_checked(check_matrix("X", X), rng)
+
+    def _compress_checked(self, X: np.ndarray, rng) -> PayloadBatch:
+        # X already validated (finite, C-contiguous): one read pass saved in compress()
         self._check_dim(X.shape[1])
         if self.needs_rng:
             if rng is None:

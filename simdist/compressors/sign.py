@@ -139,8 +139,15 @@ class Sign(Compressor):
         """The delta-contraction bound ``(1 - delta)||v||^2`` per bucket, attained with equality."""
         return self.exact_variance(x) if self.scaled else None
 
-    def delta(self, x) -> float:
-        """``delta = ||x||_1^2 / (d ||x||_2^2)`` of the whole vector (1.0 for x = 0) [D]."""
+    def delta(self, x) -> float | None:
+        """``delta = ||x||_1^2 / (d ||x||_2^2)`` of the whole vector (1.0 for x = 0) [D].
+
+        Scaled sign is a delta-approximate compressor with this delta, bucketed too (by
+        Cauchy-Schwarz, sum_b ||v_b||_1^2 / b >= ||v||_1^2 / d). Plain signSGD (``scaled=False``)
+        is not a contraction at all (||sign(v) - v||^2 can exceed ||v||^2), so it returns None.
+        """
+        if not self.scaled:
+            return None
         x = np.asarray(x, dtype=np.float64)
         try:
             from analysis.sparsification import scaled_sign_delta
