@@ -69,6 +69,15 @@ def check_roundtrip(c: Compressor, x: np.ndarray, seed: int = 0) -> None:
     q = c.from_bytes(data, x.size, dtype=x.dtype, key=p.key)
     assert q.nbits == p.nbits, f"{c}: from_bytes measured {q.nbits} bits, compress {p.nbits}"
     assert np.array_equal(c.decompress(q), y), f"{c}: decompress(from_bytes(to_bytes())) differs"
+    if x.size > 1 and c.determines_dim:
+        # a grossly wrong dimension must never decode silently
+        for wrong in (x.size // 2, 2 * x.size + 9):
+            try:
+                c.from_bytes(data, wrong, dtype=x.dtype, key=p.key)
+            except ValueError as exc:  # DecodeError, or a parameter check such as k > d
+                assert "dim" in str(exc) or "d=" in str(exc), f"{c}: the wrong-dim error does not name dim: {exc}"
+            else:
+                raise AssertionError(f"{c}: a message of dim {x.size} decoded as dim {wrong}")
     if data:
         try:
             c.from_bytes(data + b"\x00", x.size, dtype=x.dtype, key=p.key)

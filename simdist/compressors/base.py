@@ -56,6 +56,9 @@ class Compressor(abc.ABC):
     unbiased: ClassVar[bool] = False
     #: True when compress needs a numpy Generator.
     needs_rng: ClassVar[bool] = False
+    #: True when a message determines its dimension up to padding slack (see :meth:`from_bytes`);
+    #: False for formats where another dimension decodes just as well (Rand-k's bare values).
+    determines_dim: ClassVar[bool] = True
 
     # -- subclass hooks ---------------------------------------------------------------------
     @abc.abstractmethod
@@ -148,7 +151,17 @@ class Compressor(abc.ABC):
             key: the shared key, for compressors that use shared randomness (Rand-k).
 
         Raises:
-            DecodeError: the bytes are malformed, truncated or have trailing data.
+            DecodeError: the bytes are malformed, truncated or have trailing data, or they are not a
+                message of dimension ``dim`` (the error then names ``dim``).
+
+        Note:
+            Messages carry no header: the dimension is the receiver's knowledge, as in the papers'
+            formats. A wrong ``dim`` is detected whenever the format determines it: every
+            variable-length code (Elias-coded QSGD, index-coded sparsifiers) and every fixed-width
+            format whose byte length changes with ``dim``. A fixed-width message (sign, 1-bit,
+            TernGrad, fixed-width QSGD/NUQSGD) cannot tell ``dim`` from a ``dim'`` whose message has
+            the same number of bytes (fewer than 8 bits of padding slack); frame messages with their
+            length where that matters.
         """
         dim = check_int("dim", dim, low=1)
         self._check_dim(dim)
@@ -164,7 +177,13 @@ class Compressor(abc.ABC):
         else:
             raise TypeError(f"data must be bytes or a 1-D uint8 array, got {type(data).__name__}")
         keys = None if key is None else np.array([check_int("key", key)], dtype=np.int64)
-        _, nbits = self._decode_checked(buf, np.array([0, buf.shape[0]], np.int64), dim, dtype, keys)
+        try:
+            _, nbits = self._decode_checked(buf, np.array([0, buf.shape[0]], np.int64), dim, dtype, keys)
+        except DecodeError as exc:
+            raise DecodeError(
+                f"{exc} (from_bytes: {buf.shape[0]} bytes do not decode as a {self.name} message of dim={dim}; "
+                f"check dim, which must be the encoded vector's dimension)"
+            ) from None
         buf.setflags(write=False)
         return Payload(buf, int(nbits[0]), dim, dtype, self.name, key)
 
