@@ -1,0 +1,1 @@
+"""Collective algorithms (SPMD, written once per rank) over a transport interface, and their traces."""
