@@ -8,15 +8,11 @@ leaves a half-written file.
 
 from __future__ import annotations
 
-import csv
 import io
-import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
+from simdist.io import atomic_write_bytes, atomic_write_csv, atomic_write_json
 
 __all__ = ["ReproResult", "atomic_write_bytes", "atomic_write_json", "atomic_write_csv", "save_figure", "new_figure"]
 
@@ -40,54 +36,6 @@ class ReproResult:
         self.claims.append(
             {"claim": claim, "source": source, "expected": expected, "measured": measured, "passed": passed}
         )
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder + os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def atomic_write_json(path: Path, obj) -> Path:
-    """Write ``obj`` as indented JSON (NumPy values converted, non-finite floats as null)."""
-    text = json.dumps(_jsonable(obj), indent=2, sort_keys=False, allow_nan=False)
-    return atomic_write_bytes(path, (text + "\n").encode())
-
-
-def atomic_write_csv(path: Path, rows: list[dict]) -> Path:
-    """Write a list of dicts as CSV with a header row."""
-    buf = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(_jsonable(rows))
-    return atomic_write_bytes(path, buf.getvalue().encode())
 
 
 def new_figure(ncols: int = 1, width: float = 5.2, height: float = 4.0):

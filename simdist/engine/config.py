@@ -1,0 +1,147 @@
+"""The configuration of a training run: a frozen, JSON/TOML-round-trippable dataclass.
+
+Example TOML (see examples/):
+
+    seed = 0
+    nodes = 8
+    steps = 200
+    batch_size = 4
+    lr = 0.05
+    network = "10gbe"
+    collective = "auto"
+    error_feedback = false
+
+    [problem]
+    name = "least_squares"
+    d = 50
+
+    [compressor]
+    name = "qsgd"
+    s = 4
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .._validate import check_choice, check_float, check_int
+
+__all__ = ["TrainConfig", "PARTITIONS"]
+
+PARTITIONS = ("iid", "skewed")
+
+
+def _spec(name: str, value, *, allow_none: bool = False):
+    """Normalise a registry spec (a name or a config dict) to a dict with a 'name'."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, str):
+        return {"name": value}
+    if hasattr(value, "get_config"):
+        return value.get_config()
+    if isinstance(value, dict) and isinstance(value.get("name"), str):
+        return dict(value)
+    raise TypeError(f"{name} must be a registered name or a config dict with a 'name', got {value!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a run (the seed included); immutable.
+
+    Attributes:
+        problem: problem name or config (``simdist.problems``).
+        compressor: compressor name or config (``simdist.compressors``), or None for full precision.
+        nodes: number of nodes P (>= 1).
+        steps: number of steps T (>= 1).
+        lr: a positive number, or a schedule config (``simdist.engine.schedules``).
+        batch_size: samples per node per step (>= 1).
+        seed: root seed (>= 0); everything random is derived from it per node and step.
+        network: network preset name or alpha-beta config (``simdist.network``).
+        compute: compute-model preset name or config, or None (no compute time).
+        collective: "auto" (allreduce for full precision, allgather of payloads otherwise) or an algorithm name.
+        error_feedback: keep an error-feedback memory per node (``ErrorFeedback``).
+        momentum: heavy-ball momentum in [0, 1).
+        partition: "iid" or "skewed" (label-sorted) split of the data across nodes.
+        eval_every: evaluate the loss every this many steps and at the last step; the steps between
+            repeat the last evaluated value (default 1: every step).
+    """
+
+    problem: dict
+    compressor: dict | None = None
+    nodes: int = 4
+    steps: int = 100
+    lr: object = 0.1
+    batch_size: int = 1
+    seed: int = 0
+    network: object = "10gbe"
+    compute: object = None
+    collective: str = "auto"
+    error_feedback: bool = False
+    momentum: float = 0.0
+    partition: str = "iid"
+    eval_every: int = 1
+
+    def __post_init__(self):
+        s = object.__setattr__
+        s(self, "problem", _spec("problem", self.problem))
+        s(self, "compressor", _spec("compressor", self.compressor, allow_none=True))
+        s(self, "nodes", check_int("nodes", self.nodes, low=1))
+        s(self, "steps", check_int("steps", self.steps, low=1))
+        s(self, "batch_size", check_int("batch_size", self.batch_size, low=1))
+        s(self, "seed", check_int("seed", self.seed, low=0))
+        s(self, "eval_every", check_int("eval_every", self.eval_every, low=1))
+        if isinstance(self.lr, numbers.Real) and not isinstance(self.lr, bool):
+            s(self, "lr", check_float("lr", self.lr, low=0.0, low_open=True))
+        elif isinstance(self.lr, dict) or isinstance(self.lr, str):
+            s(self, "lr", _spec("lr", self.lr))
+        elif hasattr(self.lr, "get_config"):
+            s(self, "lr", self.lr.get_config())
+        else:
+            raise TypeError(f"lr must be a positive number or a schedule config, got {self.lr!r}")
+        s(self, "network", self._plain(self.network, "network"))
+        if self.compute is not None:
+            s(self, "compute", self._plain(self.compute, "compute"))
+        if not isinstance(self.collective, str):
+            raise TypeError(f"collective must be a string, got {self.collective!r}")
+        if not isinstance(self.error_feedback, bool):
+            raise TypeError(f"error_feedback must be true or false, got {self.error_feedback!r}")
+        s(self, "momentum", check_float("momentum", self.momentum, low=0.0, high=1.0, high_open=True))
+        check_choice("partition", self.partition, PARTITIONS)
+
+    @staticmethod
+    def _plain(value, name):
+        """A preset name stays a string; a model object or dict becomes a plain dict."""
+        if isinstance(value, str):
+            return value
+        if hasattr(value, "get_config"):
+            return value.get_config()
+        if isinstance(value, dict):
+            return dict(value)
+        raise TypeError(f"{name} must be a preset name or a config dict, got {value!r}")
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        """Build from a dict; unknown keys are an error naming them."""
+        if not isinstance(data, dict):
+            raise TypeError(f"config must be a dict, got {type(data).__name__}")
+        allowed = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - allowed
+        if unknown:
+            raise ValueError(f"unknown config key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+        if "problem" not in data:
+            raise ValueError("config needs a 'problem' (a name or a [problem] table with a name)")
+        return cls(**data)
+
+    @classmethod
+    def from_toml(cls, path) -> "TrainConfig":
+        """Read a TOML file (see the module docstring for the layout)."""
+        with open(Path(path), "rb") as f:
+            return cls.from_dict(tomllib.load(f))
