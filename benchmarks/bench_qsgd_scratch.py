@@ -1,0 +1,102 @@
+"""Scratch benchmark of QSGD at d = 2**24 float32 on one core (to be folded into bench_compressors.py).
+
+Times (best of --repeat after a warm-up): compress+encode, decode+decompress, their sum as a
+ratio to one read pass over x (``x.sum()``) and to a plain vectorized NumPy QSGD (no bit
+encoding), plus the kernel phases (pass 1 quantize, pass 2 write) and bits per entry.
+
+Run:  python benchmarks/bench_qsgd_scratch.py [--log2d 24] [--repeat 5] [--s 16] [--bucket 512]
+
+Measured on the 2-core AMD EPYC (Zen 5) dev VM, d = 2**24 float32, qsgd(s=16, bucket=512),
+best of 5 (x.sum() = 2.6-2.8 ms in the same process):
+
+    ============================  ======  =====
+    ms                            before  after
+    ============================  ======  =====
+    compress (encode kernel)      52 (48) 24 (21.5)
+    decompress (decode kernel)    37.5    17 (13.5 + 3.4 output page faults)
+    round trip                    89.6    41-43
+    ratio to x.sum()              31.8x   ~15x
+    ============================  ======  =====
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+from simdist.compressors.qsgd import QSGD  # noqa: E402
+from simdist.kernels import qsgd as K  # noqa: E402
+from simdist.kernels import qsgd_decode as D  # noqa: E402
+from simdist.rng import draw_keys  # noqa: E402
+
+
+def best_of(fn, repeat):
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def numpy_qsgd(x, rng, s, bucket):
+    """Straightforward vectorized QSGD (quantize and dequantize, no bit encoding)."""
+    d = x.size
+    v = np.concatenate([x, np.zeros((-d) % bucket, x.dtype)]).reshape(-1, bucket)
+    norms = np.sqrt(np.einsum("ij,ij->i", v, v, dtype=np.float64)).astype(np.float32)[:, None]
+    safe = np.where(norms > 0, norms, 1)
+    r = np.abs(v) / safe * s
+    levels = np.floor(r + rng.random(v.shape, dtype=np.float32)).astype(np.int8)
+    signs = np.signbit(v)
+    return (levels * np.where(signs, -1, 1).astype(np.int8) * (norms / s)).reshape(-1)[:d]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--log2d", type=int, default=24)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--s", type=int, default=16)
+    ap.add_argument("--bucket", type=int, default=512)
+    ap.add_argument("--encoding", default="elias")
+    a = ap.parse_args()
+    d = 1 << a.log2d
+    x = np.random.default_rng(0).standard_normal(d).astype(np.float32)
+    c = QSGD(s=a.s, bucket=a.bucket, encoding=a.encoding)
+    g = np.random.default_rng(1)
+    p = c.compress(x, g)
+    t_read = best_of(lambda: x.sum(), a.repeat)
+    t_c = best_of(lambda: c.compress(x, g), a.repeat)
+    t_d = best_of(lambda: c.decompress(p), a.repeat)
+    t_np = best_of(lambda: numpy_qsgd(x, g, a.s, a.bucket), a.repeat)
+    X = x[None, :]
+    keys = draw_keys(g, 1)
+    elias = a.encoding == "elias"
+    w = (2 * a.s).bit_length()
+    t_enc = best_of(lambda: K.encode(X, keys, a.s, a.bucket, False, elias, w), a.repeat)
+    t_keys = best_of(lambda: draw_keys(g, 1), a.repeat)
+    Y = np.zeros((1, d), x.dtype)
+    nb = np.zeros(1, np.int64)
+    buf, offs = p.data, np.array([0, p.nbytes], np.int64)
+    dec_args = (buf, offs, a.s, a.bucket, elias, w, D.DEC_VAL, D.DEC_LEN, D.TRIPLE, D.multi_table(min(a.s, 15)), Y, nb)
+    t_dec = best_of(lambda: D._decode_kernel(*dec_args), a.repeat)
+    t_alloc = best_of(lambda: np.zeros((1, d), x.dtype)[0, ::1024].fill(1), a.repeat)
+    rt = t_c + t_d
+    print(f"{c} d=2^{a.log2d} float32, one core")
+    print(f"read pass x.sum()    {t_read * 1e3:8.2f} ms")
+    print(f"compress+encode      {t_c * 1e3:8.2f} ms  (kernel {t_enc * 1e3:.2f}, keys {t_keys * 1e3:.3f})")
+    print(f"decode+decompress    {t_d * 1e3:8.2f} ms  (kernel into a warm output {t_dec * 1e3:.2f}, "
+          f"fresh output pages {t_alloc * 1e3:.2f})")
+    print(f"round trip           {rt * 1e3:8.2f} ms  = {rt / t_read:.1f}x read pass, "
+          f"{rt / t_np:.2f}x numpy ({t_np * 1e3:.1f} ms)")
+    print(f"bits per entry       {p.nbits / d:8.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+"""Numba decode kernel of QSGD (see :mod:`simdist.kernels.qsgd` for the layout).
+
+Every bit is read at an absolute position ``pos`` of the row ``buffer[offsets[i]:offsets[i+1]]``.
+Three paths, fastest first, each bounds-checked:
+
+1. **window** (all 8 bytes at ``pos >> 3`` lie in the row): load them as one big-endian word,
+   shift out ``pos & 7``: >= 57 valid bits. Up to four lookups of ``TABLE_BITS`` bits each in
+   the multi-triple table of this s (:func:`multi_table`): one entry decodes every whole
+   nonzero (sign, omega(level), omega(distance)) in the window, up to 4, with level <= s, and
+   gives their signed levels, their offsets from the current position and the total length
+   and distance. It is used only when the total distance stays within the bucket (so every
+   write is in range and the next bucket's scale is never decoded as a nonzero); the values
+   are written branch-free (slots past the count repeat the last one).
+2. otherwise one nonzero from the window with the single-triple table ``TRIPLE``;
+3. otherwise (long codes, the last 8 bytes of a row) the checked readers of
+   :mod:`simdist.coding.bitio` / :func:`simdist.coding.elias.get_omega`.
+
+Every decoded level (1..s), position (<= b + 1) and scale is range-checked; errors are status
+codes that the wrapper raises as DecodeError.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from numba import njit
+
+from ..coding.bitbuf import load_be64
+from ..coding.bitio import get_bit, get_bits
+from ..coding.elias import get_omega, omega_str
+from ..errors import raise_decode_status
+from .qsgd_encode import F32_INF_BITS, f32_value
+
+__all__ = ["TABLE_BITS", "decode", "multi_table", "TRIPLE"]
+
+#: Width of the lookup windows (codes of values up to 63 fit in 12 bits).
+TABLE_BITS = 12
+_SHIFT = np.uint64(64 - TABLE_BITS)
+#: Nonzeros per lookup at most (a fourth one fits in few windows and costs a store per lookup).
+SLOTS = 3
+
+
+def _build_tables():
+    dec_val = np.zeros(1 << TABLE_BITS, np.int64)
+    dec_len = np.zeros(1 << TABLE_BITS, np.int64)  # 0: the code does not fit in TABLE_BITS bits
+    for k in range(1, 1 << TABLE_BITS):
+        code = omega_str(k)
+        if len(code) <= TABLE_BITS:
+            lo = int(code, 2) << (TABLE_BITS - len(code))
+            dec_val[lo : lo + (1 << (TABLE_BITS - len(code)))] = k
+            dec_len[lo : lo + (1 << (TABLE_BITS - len(code)))] = len(code)
+    return dec_val, dec_len
+
+
+DEC_VAL, DEC_LEN = _build_tables()
+
+
+def _triple_at(w: int, start: int):
+    """(sign, level, distance, length) of the nonzero at bit ``start`` of the TABLE_BITS-bit
+    window ``w``, or None when it does not lie whole inside the window."""
+    mask = (1 << TABLE_BITS) - 1
+    q = start + 1
+    if q >= TABLE_BITS or DEC_LEN[(w << q) & mask] == 0 or q + DEC_LEN[(w << q) & mask] > TABLE_BITS:
+        return None
+    lv, q = int(DEC_VAL[(w << q) & mask]), q + int(DEC_LEN[(w << q) & mask])
+    if q >= TABLE_BITS or DEC_LEN[(w << q) & mask] == 0 or q + DEC_LEN[(w << q) & mask] > TABLE_BITS:
+        return None
+    g, q = int(DEC_VAL[(w << q) & mask]), q + int(DEC_LEN[(w << q) & mask])
+    return (w >> (TABLE_BITS - 1 - start)) & 1, lv, g, q - start
+
+
+def _build_triple_table():
+    """One nonzero per lookup: length | level << 5 | distance << 17 | sign << 29 (0: none)."""
+    out = np.zeros(1 << TABLE_BITS, np.int64)
+    for w in range(1 << TABLE_BITS):
+        t = _triple_at(w, 0)
+        if t is not None:
+            out[w] = t[3] | (t[1] << 5) | (t[2] << 17) | (t[0] << 29)
+    return out
+
+
+TRIPLE = _build_triple_table()
+
+
+@lru_cache(maxsize=None)
+def multi_table(s_cap: int) -> np.ndarray:
+    """Multi-triple table for levels <= ``s_cap`` (call with min(s, 15): larger levels never fit).
+
+    Entry: count (2 bits) | length << 3 (4 bits) | distance << 7 (6 bits) | slot k at
+    13 + 12 k, k < SLOTS: signed level & 63 (6 bits) | offset << 6 (6 bits). Slots past the
+    count repeat the last nonzero; count 0 means no whole nonzero fits in the window.
+    """
+    out = np.zeros(1 << TABLE_BITS, np.int64)
+    for w in range(1 << TABLE_BITS):
+        start, dist, slots = 0, 0, []
+        while len(slots) < SLOTS:
+            t = _triple_at(w, start)
+            if t is None or t[1] > s_cap:
+                break
+            slots.append(((-t[1] if t[0] else t[1]) & 63) | (dist << 6))
+            start, dist = start + t[3], dist + t[2]
+        if slots:
+            e = len(slots) | (start << 3) | (dist << 7)
+            for k in range(SLOTS):
+                e |= slots[min(k, len(slots) - 1)] << (13 + 12 * k)
+            out[w] = e
+    return out
+
+
+@njit(cache=True)
+def _decode_kernel(buf, offsets, s, b, elias, width, dec_val, dec_len, triple, multi, Y, nbits):
+    n, d = Y.shape
+    nb = (d + b - 1) // b
+    fs = np.float64(s)
+    vt = np.empty(64, Y.dtype)
+    for i in range(n):
+        end = offsets[i + 1]
+        limit = end * 8
+        pos = offsets[i] * 8
+        y = Y[i]
+        for k in range(nb):
+            lo = k * b
+            hi = min(d, lo + b)
+            # 1. the scale (and 2e. below: omega(first position)) from the window if it fits
+            if (pos >> 3) + 8 <= end:
+                win = load_be64(buf, pos >> 3) << np.uint64(pos & 7)
+                bits = np.int64(win >> np.uint64(32))
+                pos += 32
+            else:
+                bits, pos = get_bits(buf, limit, pos, 32)
+                if pos < 0:
+                    return i, np.int64(-1)
+            if bits >= 0x80000000:
+                return i, np.int64(-3)  # negative scale (sign bit set)
+            if bits >= F32_INF_BITS:
+                return i, np.int64(-6)  # Inf or NaN scale
+            sc = f32_value(bits)
+            unit = sc / fs
+            if not elias:  # 2f. one fixed-width code per entry
+                for jj in range(hi - lo):
+                    c, pos = get_bits(buf, limit, pos, width)
+                    if pos < 0:
+                        return i, np.int64(-1)
+                    if c > 2 * s:
+                        return i, np.int64(-3)
+                    if c != s and sc == 0.0:
+                        return i, np.int64(-5)
+                    y[lo + jj] = np.float64(c - s) * unit
+                continue
+            # 2e. omega(first position), then per nonzero: sign, omega(level), omega(distance)
+            stop = hi - lo + 1  # position b + 1
+            p = np.int64(0)
+            if (pos >> 3) + 8 <= end:
+                w12 = (load_be64(buf, pos >> 3) << np.uint64(pos & 7)) >> _SHIFT
+                p = dec_val[w12]
+                pos += dec_len[w12]  # 0 when the code is longer than the window
+            if p == 0:
+                p, pos = get_omega(buf, limit, pos)
+                if pos < 0:
+                    return i, pos
+            if p > stop:
+                return i, np.int64(-3)
+            if p != stop and sc == 0.0:
+                return i, np.int64(-5)
+            yb = y[lo:hi]
+            for c in range(64):  # the value of each signed level & 63 (|level| < 32), as stored
+                vt[c] = np.float64((c ^ 32) - 32) * unit
+            while p != stop:
+                if (pos >> 3) + 8 <= end:  # the window path
+                    win = load_be64(buf, pos >> 3) << np.uint64(pos & 7)
+                    e = multi[win >> _SHIFT]
+                    if (e & 7) != 0 and p + ((e >> 7) & 63) <= stop:
+                        for _ in range(4):  # 4 x TABLE_BITS <= 57 bits: no reload
+                            q = np.uint64(p - 1)
+                            yb[q + np.uint64((e >> 19) & 63)] = vt[(e >> 13) & 63]
+                            yb[q + np.uint64((e >> 31) & 63)] = vt[(e >> 25) & 63]
+                            yb[q + np.uint64((e >> 43) & 63)] = vt[(e >> 37) & 63]
+                            ln = (e >> 3) & 15
+                            p += (e >> 7) & 63
+                            pos += ln
+                            win <<= np.uint64(ln)
+                            e = multi[win >> _SHIFT]
+                            if (e & 7) == 0 or p + ((e >> 7) & 63) > stop:
+                                break
+                        continue
+                    e = triple[win >> _SHIFT]
+                    if e != 0:  # one nonzero from the window
+                        pos += e & 31
+                        sign = e >> 29
+                        lv = (e >> 5) & 4095
+                        g = (e >> 17) & 4095
+                    else:
+                        sign, lv, g, pos = _checked_triple(buf, limit, pos)
+                else:
+                    sign, lv, g, pos = _checked_triple(buf, limit, pos)
+                if pos < 0:
+                    return i, pos
+                if lv > s:
+                    return i, np.int64(-3)
+                val = np.float64(lv) * unit
+                yb[p - 1] = -val if sign else val
+                if g > stop - p:
+                    return i, np.int64(-3)
+                p += g
+        nbits[i] = pos - offsets[i] * 8
+    return -1, np.int64(0)
+
+
+@njit(cache=True)
+def _checked_triple(buf, limit, pos):
+    """(sign, level, distance, new pos) of the nonzero at ``pos``; new pos < 0 on error."""
+    sign, pos = get_bit(buf, limit, pos)
+    if pos < 0:
+        return 0, 0, 0, np.int64(-1)
+    lv, pos = get_omega(buf, limit, pos)
+    if pos < 0:
+        return 0, 0, 0, pos
+    g, pos = get_omega(buf, limit, pos)
+    return np.int64(sign), lv, g, pos
+
+
+def decode(buffer, offsets, d, s, b, elias, width, dtype):
+    """Decode every row; returns ``(Y, nbits)``; raises DecodeError on malformed rows."""
+    n = offsets.shape[0] - 1
+    Y = np.zeros((n, d), dtype)
+    nbits = np.zeros(n, np.int64)
+    multi = multi_table(min(int(s), 15))
+    row, st = _decode_kernel(buffer, offsets, np.int64(s), np.int64(b), elias, np.int64(width), DEC_VAL, DEC_LEN,
+                             TRIPLE, multi, Y, nbits)
+    if row >= 0:
+        raise_decode_status(int(st), f"qsgd (row {row})")
+    return Y, nbits

@@ -1,0 +1,338 @@
+"""Numba encode kernel of QSGD (see :mod:`simdist.kernels.qsgd` for the layout and the scale rule).
+
+Per bucket, in one pass over the batch (the bucket stays in L1 between steps 1 and 3):
+
+1. the float32 scale: 8-lane sums of squares and maxima in one explicit SIMD loop
+   (:func:`_lanes8`, an LLVM intrinsic: Numba leaves its SLP vectorizer off, and the lane
+   order is part of the format, so no fastmath);
+2. stochastic rounding of every entry into a small level array (an auto-vectorized loop;
+   word j of the row's SplitMix64 stream is computed inline);
+3. a 64-bit mask per 64 entries marks the nonzeros; the code walks the set bits (tzcnt),
+   and each nonzero with distance < 64 and |level| <= 32 is one lookup in ``ENC_TOP`` /
+   ``ENC_LEN`` (omega(distance), sign, omega(level) as one code) OR-ed into a top-aligned
+   64-bit accumulator; every two codes the accumulator is stored as one big-endian word
+   (:func:`simdist.coding.bitbuf.store_be64`). Other nonzeros take the general path.
+
+Rows go to a scratch buffer with room for the longest possible message plus 8 bytes of slack
+for the word stores, then are copied back to back into the exact buffer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.cpython.unsafe.numbers import trailing_zeros
+from numba.extending import intrinsic
+
+from ..coding.bitbuf import store_be64
+from ..coding.elias import omega_str
+from ..rng import uniform_word
+
+__all__ = ["encode", "row_capacity", "scale_bits", "f32_value", "F32_INF_BITS"]
+
+F32_INF_BITS = 0x7F800000
+_UNIFORM = 2.0**-32
+_ENC_MAX = 4096  # omega codes of 1..4095 are tabulated
+
+
+def _build_tables():
+    enc_code = np.zeros(_ENC_MAX, np.int64)
+    enc_len = np.zeros(_ENC_MAX, np.int64)
+    for k in range(1, _ENC_MAX):
+        code = omega_str(k)
+        enc_code[k], enc_len[k] = int(code, 2), len(code)
+    top = np.zeros(64 * 64, np.uint64)  # [g << 6 | (level & 63)]: the code, top-aligned
+    ln = np.zeros(64 * 64, np.int64)
+    for g in range(1, 64):
+        for lv in range(-32, 32):
+            if lv != 0:
+                code = omega_str(g) + ("1" if lv < 0 else "0") + omega_str(abs(lv))  # <= 25 bits
+                top[(g << 6) | (lv & 63)] = int(code, 2) << (64 - len(code))
+                ln[(g << 6) | (lv & 63)] = len(code)
+    return enc_code, enc_len, top, ln
+
+
+ENC_CODE, ENC_LEN, ENC_TOP, ENC_LEN2 = _build_tables()
+
+
+# --- the float32 scale ------------------------------------------------------------------------
+
+
+@intrinsic
+def _lanes8(typingctx, arr, lo, n8):
+    """(S0..S7, M0..M7): lane k sums |a|^2 and takes max |a| over a = arr[lo + 8q + k], q < n8,
+    in order, in float64 (IEEE, no reassociation: each lane is the scalar loop)."""
+    if not (isinstance(arr, types.Array) and arr.ndim == 1 and arr.layout == "C"
+            and arr.dtype in (types.float32, types.float64)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        arrty = signature.args[0]
+        data = context.make_array(arrty)(context, builder, value=args[0]).data
+        lo = context.cast(builder, args[1], signature.args[1], types.int64)
+        n8 = context.cast(builder, args[2], signature.args[2], types.int64)
+        vin = ir.VectorType(context.get_value_type(arrty.dtype), 8)
+        vd = ir.VectorType(ir.DoubleType(), 8)
+        fabs = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vd, [vd]), "llvm.fabs.v8f64")
+        base = builder.gep(data, [lo])
+        acc_s = cgutils.alloca_once_value(builder, ir.Constant(vd, [0.0] * 8))
+        acc_m = cgutils.alloca_once_value(builder, ir.Constant(vd, [0.0] * 8))
+        with cgutils.for_range(builder, n8) as loop:
+            ptr = builder.gep(base, [builder.mul(loop.index, ir.Constant(ir.IntType(64), 8))])
+            v = builder.load(builder.bitcast(ptr, vin.as_pointer()), align=arrty.dtype.bitwidth // 8)
+            if arrty.dtype == types.float32:
+                v = builder.fpext(v, vd)
+            a = builder.call(fabs, [v])
+            builder.store(builder.fadd(builder.load(acc_s), builder.fmul(a, a)), acc_s)
+            m = builder.load(acc_m)
+            builder.store(builder.select(builder.fcmp_ordered(">", a, m), a, m), acc_m)
+        s, m = builder.load(acc_s), builder.load(acc_m)
+        vals = [builder.extract_element(v, ir.Constant(ir.IntType(32), k)) for v in (s, m) for k in range(8)]
+        return context.make_tuple(builder, signature.return_type, vals)
+
+    return types.UniTuple(types.float64, 16)(arr, lo, n8), codegen
+
+
+@njit(cache=True, inline="always")
+def _f32_bits(v):
+    """IEEE binary32 bit pattern of a non-negative float64 ``v`` that is exactly a float32."""
+    if v == 0.0:
+        return np.int64(0)
+    if v > 3.4028234663852886e38:
+        return np.int64(F32_INF_BITS)
+    m, e = math.frexp(v)
+    if e >= -125:
+        return np.int64(((e + 126) << 23) | (np.int64(m * 16777216.0) - 8388608))
+    return np.int64(v * 2.0**149)
+
+
+@njit(cache=True, inline="always")
+def f32_value(bits):
+    """float64 value of a finite non-negative binary32 pattern."""
+    e = (bits >> 23) & 0xFF
+    m = bits & 0x7FFFFF
+    if e == 0:
+        return math.ldexp(np.float64(m), -149)
+    return math.ldexp(np.float64(m | 0x800000), np.int64(e - 150))
+
+
+@njit(cache=True, inline="always")
+def scale_bits(x, lo, hi, use_max):
+    """float32 bit pattern of the scale of the bucket ``x[lo:hi]`` (x: a C-contiguous row)."""
+    full = (hi - lo) >> 3
+    s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7 = _lanes8(x, lo, full)
+    xs = x[lo:hi]
+    for k in range(hi - lo - 8 * full):  # the tail goes to lanes 0, 1, ... in order
+        a = abs(np.float64(xs[8 * full + k]))
+        if k == 0:
+            m0 = max(m0, a); s0 += a * a  # noqa: E702
+        elif k == 1:
+            m1 = max(m1, a); s1 += a * a  # noqa: E702
+        elif k == 2:
+            m2 = max(m2, a); s2 += a * a  # noqa: E702
+        elif k == 3:
+            m3 = max(m3, a); s3 += a * a  # noqa: E702
+        elif k == 4:
+            m4 = max(m4, a); s4 += a * a  # noqa: E702
+        elif k == 5:
+            m5 = max(m5, a); s5 += a * a  # noqa: E702
+        else:
+            m6 = max(m6, a); s6 += a * a  # noqa: E702
+    mx = max(max(max(m0, m1), max(m2, m3)), max(max(m4, m5), max(m6, m7)))
+    if use_max:
+        sc = mx
+    else:
+        sc = math.sqrt(((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)))
+        if sc < mx:
+            sc = mx
+    r = np.float64(np.float32(sc))
+    bits = _f32_bits(r)
+    if r < sc:
+        bits += 1
+    return bits
+
+
+# --- encoding ---------------------------------------------------------------------------------
+
+
+@njit(cache=True, inline="always")
+def _omega_code(k, enc_code, enc_len):
+    """(code, length) of omega(k), 1 <= k < 2**31 (at most 42 bits)."""
+    if k < _ENC_MAX:
+        return enc_code[k], enc_len[k]
+    code = np.int64(0)
+    ln = np.int64(1)
+    while k > 1:
+        b = 0
+        t = k
+        while t > 0:
+            t >>= 1
+            b += 1
+        code |= np.int64(k) << ln
+        ln += b
+        k = b - 1
+    return code, ln
+
+
+@njit(cache=True, inline="always")
+def _put(acc, nacc, code, ln):
+    """Append the ``ln`` low bits of ``code`` to the top-aligned accumulator (nacc + ln <= 63)."""
+    return acc | (np.uint64(code) << np.uint64(64 - nacc - ln)), nacc + ln
+
+
+def row_capacity(d: int, b: int, s: int, elias: bool, width: int) -> int:
+    """Bits a row can need at most: per bucket 32 + 2(b+1) + b (1 + |omega(s)|) (Elias: the
+    distance codes of a bucket sum to at most 2(b+1) bits since |omega(g)| <= 2g), or exactly
+    32 + b * width (fixed)."""
+    nb = -(-d // b)
+    if not elias:
+        return 32 * nb + d * width
+    return 32 * nb + 2 * (d + nb) + d * (1 + len(omega_str(s)))
+
+
+@njit(cache=True)
+def _encode_kernel(X, keys, s, b, use_max, elias, width, enc_code, enc_len, enc_top, enc_len2,
+                   region, scratch, nbits):
+    n, d = X.shape
+    nb = (d + b - 1) // b
+    nw = (min(b, d) + 63) >> 6
+    lev = np.zeros(nw * 64, np.int32)  # one bucket's signed levels, zero beyond the bucket
+    masks = np.empty(nw, np.uint64)
+    fs = np.float64(s)
+    for i in range(n):
+        x = X[i]
+        key = keys[i]
+        o = region[i]
+        acc = np.uint64(0)  # pending bits, top-aligned; nacc <= 7 between codes
+        nacc = np.int64(0)
+        for k in range(nb):
+            lo = k * b
+            hi = min(d, lo + b)
+            m = hi - lo
+            # 1. the float32 scale
+            bits = scale_bits(x, lo, hi, use_max)
+            if bits >= F32_INF_BITS:
+                return i
+            sc = f32_value(bits)
+            acc, nacc = _put(acc, nacc, bits, 32)
+            # 2. stochastic rounding of s |v_j| / scale32 (word j of the row's stream)
+            xs = x[lo:hi]
+            if sc == 0.0:
+                lev[:m] = 0
+            else:
+                for jj in range(m):  # range() indices: no wraparound code, the loop vectorizes
+                    v = np.float64(xs[jj])
+                    ts = fs * (abs(v) / sc)
+                    lv = np.int64(ts)
+                    p = ts - lv
+                    if lv >= s:
+                        lv = s
+                        p = 0.0
+                    u = np.float64(np.int64(uniform_word(key, lo + jj))) * _UNIFORM
+                    lv += np.int64(u < p)
+                    lev[jj] = -lv if v < 0 else lv
+            if m < nw * 64:
+                lev[m:] = 0
+            store_be64(scratch, o, acc)
+            o += nacc >> 3
+            acc <<= np.uint64(nacc & 56)
+            nacc &= 7
+            if not elias:  # 3f. one fixed-width code per entry, a word store every two
+                for jj in range(m):
+                    acc, nacc = _put(acc, nacc, np.int64(lev[jj]) + s, width)
+                    if jj & 1 or jj == m - 1:
+                        store_be64(scratch, o, acc)
+                        o += nacc >> 3
+                        acc <<= np.uint64(nacc & 56)
+                        nacc &= 7
+                continue
+            # 3e. nonzero masks, then one code (distance, sign, level) per set bit
+            for w in range(nw):
+                mm = np.uint64(0)
+                lw = lev[64 * w : 64 * w + 64]
+                for t in range(64):
+                    mm |= np.uint64(lw[t] != 0) << np.uint64(t)
+                masks[w] = mm
+            prev = np.int64(0)  # 1-based position of the previous nonzero
+            for w in range(nw):
+                mm = masks[w]
+                while mm != 0:
+                    for _ in range(2):  # two codes (<= 25 bits each) between word stores
+                        if mm == 0:
+                            break
+                        j = 64 * w + np.int64(trailing_zeros(mm))
+                        mm &= mm - np.uint64(1)
+                        g = j + 1 - prev
+                        prev = j + 1
+                        lv = np.int64(lev[np.uint64(j)])
+                        if np.uint64(g | (lv + 32)) < np.uint64(64):
+                            t = np.uint64((g << 6) | (lv & 63))
+                            acc |= enc_top[t] >> np.uint64(nacc)
+                            nacc += enc_len2[t]
+                            continue
+                        # general path: flush, omega(distance), flush, sign + omega(level)
+                        store_be64(scratch, o, acc)
+                        o += nacc >> 3
+                        acc <<= np.uint64(nacc & 56)
+                        nacc &= 7
+                        c1, l1 = _omega_code(g, enc_code, enc_len)
+                        acc, nacc = _put(acc, nacc, c1, l1)
+                        store_be64(scratch, o, acc)
+                        o += nacc >> 3
+                        acc <<= np.uint64(nacc & 56)
+                        nacc &= 7
+                        c2, l2 = _omega_code(abs(lv), enc_code, enc_len)
+                        acc, nacc = _put(acc, nacc, c2 | (np.int64(lv < 0) << l2), l2 + 1)
+                        break
+                    store_be64(scratch, o, acc)
+                    o += nacc >> 3
+                    acc <<= np.uint64(nacc & 56)
+                    nacc &= 7
+            c1, l1 = _omega_code(m + 1 - prev, enc_code, enc_len)  # distance to position b + 1
+            acc, nacc = _put(acc, nacc, c1, l1)
+            store_be64(scratch, o, acc)
+            o += nacc >> 3
+            acc <<= np.uint64(nacc & 56)
+            nacc &= 7
+        nbits[i] = (o - region[i]) * 8 + nacc  # the last store wrote the zero-padded last byte
+    return -1
+
+
+@njit(cache=True)
+def _compact_rows(scratch, region, offsets, buf):
+    for i in range(offsets.shape[0] - 1):
+        buf[offsets[i] : offsets[i + 1]] = scratch[region[i] : region[i] + offsets[i + 1] - offsets[i]]
+
+
+def encode(X, keys, s, b, use_max, elias, width):
+    """Quantize and encode every row in one pass; returns ``(buffer, offsets, nbits)``.
+
+    Entry j of row i uses the random word ``uniform_word(keys[i], j)`` (the SplitMix64 stream
+    of the row's key, :mod:`simdist.rng`): ``batch_uniform_bits`` computed inline.
+
+    Raises:
+        ValueError: a bucket's scale does not fit in float32 (|x| too large).
+    """
+    n, d = X.shape
+    cap = ((row_capacity(d, b, s, elias, width) + 7) >> 3) + 8  # + 8: slack for word stores
+    region = np.arange(n + 1, dtype=np.int64) * cap
+    scratch = np.empty(n * cap, np.uint8)
+    nbits = np.empty(n, np.int64)
+    bad = _encode_kernel(X, np.asarray(keys, np.uint64), np.int64(s), np.int64(b), use_max, elias,
+                         np.int64(width), ENC_CODE, ENC_LEN, ENC_TOP, ENC_LEN2, region, scratch, nbits)
+    if bad >= 0:
+        raise ValueError(
+            f"x: row {bad} has a bucket whose {'max' if use_max else 'l2'} norm exceeds the float32 "
+            f"range (3.4e38); QSGD sends the scale as float32"
+        )
+    offsets = np.zeros(n + 1, np.int64)
+    np.cumsum((nbits + 7) >> 3, out=offsets[1:])
+    if n == 1:
+        return scratch[: offsets[1]].copy(), offsets, nbits
+    buf = np.empty(int(offsets[-1]), np.uint8)
+    _compact_rows(scratch, region, offsets, buf)
+    return buf, offsets, nbits
