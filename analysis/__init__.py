@@ -8,6 +8,8 @@ Modules (see ``/work/shared/THEORY.md`` for the statements and how sure we are o
   Mem-SGD rates, top-k compression ratio.
 * :mod:`analysis.sgd` -- the SGD bound of Bubeck (2015) Thm 6.3 and the parallel iteration count.
 * :mod:`analysis.lower_bounds` -- Tsitsiklis-Luo, Omega(d/B), Safaryan-Shulgin-Richtarik.
+* :mod:`analysis.collectives` -- alpha-beta costs of ring, recursive doubling, Rabenseifner and
+  allgather (Thakur-Rabenseifner-Gropp 2005), and the SparCML sparse allreduce forms.
 * :mod:`analysis.montecarlo` -- Monte-Carlo estimators with confidence intervals and :class:`Verdict`.
 * :mod:`analysis.checks` -- :func:`check_compressor`: every statement that applies to a compressor.
 
@@ -16,4 +18,4 @@ Every function takes plain numbers or float arrays, returns floats, and raises `
 THEORY.md: [V] read in the paper, [M] standard form (constants not verified), [D] exact identity.
 """
 
-__all__ = ["qsgd", "quantizers", "sparsification", "sgd", "lower_bounds", "montecarlo", "checks"]
+__all__ = ["qsgd", "quantizers", "sparsification", "sgd", "lower_bounds", "collectives", "montecarlo", "checks"]
