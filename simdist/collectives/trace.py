@@ -87,6 +87,37 @@ class Trace:
         self._msg.extend((r + off, s, d, b) for r, s, d, b in other._msg)
         self._red.extend((r + off, k, b) for r, k, b in other._red)
 
+    @classmethod
+    def from_arrays(cls, size: int, messages, reductions=None) -> "Trace":
+        """A trace from an (m, 4) array of (round, src, dst, nbits) and an optional (r, 3)
+        array of (round, rank, nbytes), validated as :meth:`add_message` / :meth:`add_reduction`
+        do, but vectorized (for traces built analytically).
+
+        Example:
+            >>> Trace.from_arrays(2, [[0, 0, 1, 8], [0, 1, 0, 8]]) == Trace.from_dict(
+            ...     {"size": 2, "messages": [[0, 1, 0, 8], [0, 0, 1, 8]]})
+            True
+        """
+        t = cls(size)
+        m = np.asarray(messages, dtype=np.int64).reshape(-1, 4)
+        r = np.asarray([] if reductions is None else reductions, dtype=np.int64).reshape(-1, 3)
+        rnd, src, dst, nb = m.T
+        if np.any((src < 0) | (src >= t.size) | (dst < 0) | (dst >= t.size) | (src == dst)):
+            raise ValueError(f"src and dst must be distinct ranks in [0, {t.size - 1}]")
+        if np.any(rnd < 0) or np.any(nb < 0) or np.any(r[:, 0] < 0) or np.any(r[:, 2] < 0):
+            raise ValueError("rounds, nbits and nbytes must be >= 0")
+        if np.any((r[:, 1] < 0) | (r[:, 1] >= t.size)):
+            raise ValueError(f"reduction ranks must be in [0, {t.size - 1}]")
+        t._msg = list(map(tuple, m.tolist()))
+        t._red = list(map(tuple, r.tolist()))
+        return t
+
+    def copy(self) -> "Trace":
+        """An independent copy (events are immutable tuples; the lists are copied)."""
+        t = type(self)(self.size)
+        t._msg, t._red = list(self._msg), list(self._red)
+        return t
+
     def to_dict(self) -> dict:
         """JSON-ready form."""
         return {"size": self.size, "messages": [list(m) for m in self._msg],

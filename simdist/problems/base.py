@@ -128,6 +128,15 @@ class Problem(abc.ABC):
         if self.x_star is not None and self.R is None:
             self.R = float(np.linalg.norm(self.x0.astype(np.float64) - self.x_star))
 
+    #: FLOPs of one sample's gradient per parameter, for FLOP-based compute models: a dot product and
+    #: an axpy for linear models (about 4 d); an MLP overrides it (forward + backward, about 6 d).
+    flops_per_param: ClassVar[float] = 4.0
+
+    @property
+    def flops_per_sample(self) -> float:
+        """Estimated FLOPs of one sample's gradient (``flops_per_param * dim``), an order-of-magnitude model."""
+        return self.flops_per_param * self.dim
+
     # -- subclass hooks ---------------------------------------------------------------------
     @abc.abstractmethod
     def _loss(self, x: np.ndarray) -> float:

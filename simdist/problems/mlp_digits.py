@@ -68,6 +68,8 @@ class MLPDigits(Problem):
         dtype: ``"float64"`` (default) or ``"float32"``.
     """
 
+    flops_per_param = 6.0  # forward (2 per weight) + backward (4 per weight)
+
     name = "mlp_digits"
     classifier = True
 
