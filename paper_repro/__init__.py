@@ -17,6 +17,8 @@ REPROS = {
     "qsgd_variance": "paper_repro.qsgd_variance",
     "qsgd_sparsity": "paper_repro.qsgd_sparsity",
     "qsgd_bits": "paper_repro.qsgd_bits",
+    "sgd_averaging": "paper_repro.sgd_averaging",
+    "bubeck_parallel": "paper_repro.bubeck_parallel",
 }
 
 
