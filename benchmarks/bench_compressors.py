@@ -1,9 +1,12 @@
 """Compressor round-trip speed at d = 2**24 float32 on one core (issue: core compressors, item 9).
 
-For each compressor: the time of compress+encode (``c.compress``) and decode+decompress
-(``c.decompress``), best of ``--repeat`` runs after a warm-up (Numba compilation excluded),
-as a ratio to one read pass over x (``x.sum()``) and to a straightforward vectorized NumPy
-version of the same maths without the bit-exact encoding.
+For each compressor: the time of compress+encode (``c.compress``) and decode+decompress into a
+preallocated output (``c.decompress(p, out=y)``, as a training loop that reuses its buffer does;
+the column "fresh ms" is ``c.decompress(p)`` with a new output array, whose first-touch page
+faults cost ~3-4 ms at d = 2**24 float32), best of ``--repeat`` runs after a warm-up (Numba
+compilation excluded). The round trip is compress + decompress(out=), given as a ratio to one
+read pass over x (``x.sum()``) and to a straightforward vectorized NumPy version of the same
+maths without the bit-exact encoding.
 
 Run:  python benchmarks/bench_compressors.py [--log2d 24] [--repeat 5] [--out benchmarks/results/compressors.json]
 """
@@ -91,24 +94,27 @@ def main() -> None:
     t_read = best_of(lambda: x.sum(), args.repeat)
     rows = []
     print(f"d = 2^{args.log2d} float32, one core; read pass x.sum() = {t_read * 1e3:.2f} ms")
-    print(f"{'compressor':26s} {'compress ms':>11s} {'decomp ms':>10s} {'round trip':>10s} {'x read':>7s} "
-          f"{'x numpy':>8s} {'bits/entry':>10s}")
+    print(f"{'compressor':26s} {'compress ms':>11s} {'decomp ms':>10s} {'fresh ms':>9s} {'round trip':>10s} "
+          f"{'x read':>7s} {'x numpy':>8s} {'bits/entry':>10s}")
     for label, (cfg, plain) in CASES.items():
         c = compressors.make(cfg)
         g = np.random.default_rng(1)
         p = c.compress(x, g)
         t_c = best_of(lambda: c.compress(x, g), args.repeat)
-        t_d = best_of(lambda: c.decompress(p), args.repeat)
+        y = np.empty_like(x)
+        t_d = best_of(lambda: c.decompress(p, out=y), args.repeat)
+        t_fresh = best_of(lambda: c.decompress(p), args.repeat)
         t_np = best_of(lambda: plain(x, g), args.repeat)
         rt = t_c + t_d
         row = {
             "compressor": label, "config": cfg, "compress_ms": t_c * 1e3, "decompress_ms": t_d * 1e3,
+            "decompress_fresh_output_ms": t_fresh * 1e3,
             "roundtrip_ms": rt * 1e3, "ratio_to_read_pass": rt / t_read, "numpy_ms": t_np * 1e3,
             "ratio_to_numpy": rt / t_np, "bits_per_entry": p.nbits / d,
         }
         rows.append(row)
-        print(f"{label:26s} {t_c * 1e3:11.1f} {t_d * 1e3:10.1f} {rt * 1e3:10.1f} {rt / t_read:6.1f}x "
-              f"{rt / t_np:7.2f}x {p.nbits / d:10.3f}")
+        print(f"{label:26s} {t_c * 1e3:11.1f} {t_d * 1e3:10.1f} {t_fresh * 1e3:9.1f} {rt * 1e3:10.1f} "
+              f"{rt / t_read:6.1f}x {rt / t_np:7.2f}x {p.nbits / d:10.3f}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"d": d, "dtype": "float32", "read_pass_ms": t_read * 1e3, "repeat": args.repeat,

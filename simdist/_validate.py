@@ -16,7 +16,10 @@ __all__ = [
     "check_choice",
     "check_vector",
     "check_matrix",
+    "check_finite",
     "check_generator",
+    "check_out",
+    "NonFiniteInput",
     "FLOAT_DTYPES",
 ]
 
@@ -75,7 +78,22 @@ def check_choice(name: str, value, choices):
     return value
 
 
-def _check_array(name: str, x, ndim: int) -> np.ndarray:
+class NonFiniteInput(ValueError):
+    """Raised by an encode kernel that found NaN or Inf in its input (a compressor with
+    ``checks_finite = True``); the caller re-raises it as :func:`check_finite`'s error, which
+    names the parameter, the first bad flat index and the count."""
+
+
+def check_finite(name: str, x: np.ndarray) -> None:
+    """Raise ValueError naming ``name``, the first bad flat index and the count of NaN/Inf in x."""
+    if not np.all(np.isfinite(x)):
+        bad = np.flatnonzero(~np.isfinite(x.ravel()))
+        raise ValueError(
+            f"{name} must be finite; found NaN or Inf at flat index {int(bad[0])} ({bad.size} bad entries)"
+        )
+
+
+def _check_array(name: str, x, ndim: int, finite: bool) -> np.ndarray:
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray of float32 or float64, got {type(x).__name__}")
     if x.dtype not in FLOAT_DTYPES:
@@ -84,22 +102,47 @@ def _check_array(name: str, x, ndim: int) -> np.ndarray:
         raise ValueError(f"{name} must be {ndim}-D, got shape {x.shape}")
     if x.size == 0:
         raise ValueError(f"{name} must be non-empty (dimension >= 1), got shape {x.shape}")
-    if not np.all(np.isfinite(x)):
-        bad = np.flatnonzero(~np.isfinite(x.ravel()))
-        raise ValueError(
-            f"{name} must be finite; found NaN or Inf at flat index {int(bad[0])} ({bad.size} bad entries)"
-        )
+    if finite:
+        check_finite(name, x)
     return np.ascontiguousarray(x)
 
 
-def check_vector(name: str, x) -> np.ndarray:
-    """Validate a 1-D, non-empty, finite float32/float64 array; return it C-contiguous."""
-    return _check_array(name, x, 1)
+def check_vector(name: str, x, *, finite: bool = True) -> np.ndarray:
+    """Validate a 1-D, non-empty, finite float32/float64 array; return it C-contiguous.
+
+    ``finite=False`` skips the NaN/Inf pass (for callers whose kernel detects them itself and
+    raises :class:`NonFiniteInput`; see ``Compressor.checks_finite``).
+    """
+    return _check_array(name, x, 1, finite)
 
 
-def check_matrix(name: str, x) -> np.ndarray:
-    """Validate a 2-D (nodes, dim) finite float32/float64 array; return it C-contiguous."""
-    return _check_array(name, x, 2)
+def check_matrix(name: str, x, *, finite: bool = True) -> np.ndarray:
+    """Validate a 2-D (nodes, dim) finite float32/float64 array; return it C-contiguous
+    (``finite`` as in :func:`check_vector`)."""
+    return _check_array(name, x, 2, finite)
+
+
+def check_out(name: str, out, shape: tuple, dtype, source=None) -> np.ndarray:
+    """Validate a caller's output array: an ndarray of ``dtype`` and ``shape``, C-contiguous,
+    writable, and sharing no memory with ``source`` (the input it is computed from).
+
+    Raises:
+        TypeError: ``out`` is not an ndarray or has the wrong dtype.
+        ValueError: wrong shape, not C-contiguous, read-only, or overlapping ``source``.
+    """
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray or None, got {type(out).__name__}")
+    if out.dtype != np.dtype(dtype):
+        raise TypeError(f"{name} must have dtype {np.dtype(dtype)}, got {out.dtype}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {out.shape}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous (e.g. numpy.empty{tuple(shape)}), got strides {out.strides}")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} must be writable, got a read-only array")
+    if source is not None and np.may_share_memory(out, source):
+        raise ValueError(f"{name} must not share memory with the message it is decoded from")
+    return out
 
 
 def check_generator(name: str, rng) -> np.random.Generator:

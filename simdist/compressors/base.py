@@ -5,13 +5,14 @@ It maps a vector to a :class:`~simdist.compressors.payload.Payload` (real bytes)
 
     payload = c.compress(x, rng)          # x: 1-D float32/float64, rng: numpy Generator
     y = c.decompress(payload)             # same shape and dtype as x
+    c.decompress(payload, out=y)          # or into a preallocated array (returned)
     payload.nbits, payload.to_bytes()     # exact wire size and the message itself
     c.from_bytes(payload.to_bytes(), x.size, dtype=x.dtype)   # the receiver's side
 
 The batched form works on an (n, d) matrix, one row per node, in one kernel call:
 
     batch = c.compress_batch(X, rng)      # rng: one Generator, or n Generators (one per row)
-    Y = c.decompress_batch(batch)         # (n, d)
+    Y = c.decompress_batch(batch)         # (n, d); decompress_batch(batch, out=Y) reuses Y
 
 With a sequence of n generators row i is bit-identical to ``c.compress(X[i], rng[i])``;
 with one generator the rows use one derived stream (no Python loop over rows).
@@ -21,9 +22,17 @@ Subclasses implement two batch hooks and never see unvalidated input:
 * ``_encode_batch(X, rng) -> (buffer, offsets, nbits, keys)``: ``buffer`` uint8 holds the
   row messages back to back, each starting at ``offsets[i]`` (n+1 byte offsets) and exactly
   ceil(nbits[i]/8) bytes long with zero padding; ``keys`` is None unless shared randomness is used.
-* ``_decode_batch(buffer, offsets, d, dtype, keys) -> (Y, nbits)``: decode every row, reading
-  no byte outside ``buffer[offsets[i]:offsets[i+1]]``, and return the values and the number of
-  bits each row's message consumed; raise :class:`simdist.DecodeError` on malformed data. The
+  X is finite unless the class sets ``checks_finite = True``: then the encoder must detect NaN/Inf
+  itself (typically for free inside its kernel) and raise
+  :class:`simdist._validate.NonFiniteInput`; the base class turns that into the usual ValueError
+  naming ``x``/``X``, the first bad flat index and the count.
+* ``_decode_batch(buffer, offsets, d, dtype, keys, out=None) -> (Y, nbits)``: decode every row,
+  reading no byte outside ``buffer[offsets[i]:offsets[i+1]]``, and return the values and the
+  number of bits each row's message consumed; raise :class:`simdist.DecodeError` on malformed
+  data. ``out`` is None or a validated, writable, C-contiguous (n, d) array of ``dtype`` that
+  shares no memory with ``buffer``: a decoder may write into it and return it as Y (no fresh
+  output pages); one that returns another array is copied into ``out`` by the base class (as
+  is the result of an older ``_decode_batch`` without the ``out`` parameter, still supported). The
   base class then checks that each row is exactly ceil(nbits/8) bytes with zero padding.
 
 Theory hooks (used by ``simdist check`` and :mod:`simdist.testing`): ``unbiased`` says whether
@@ -35,12 +44,16 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
+import inspect
 import json
 from typing import Any, ClassVar
 
 import numpy as np
 
-from .._validate import FLOAT_DTYPES, check_generator, check_int, check_matrix, check_vector
+from .._validate import (
+    FLOAT_DTYPES, NonFiniteInput, check_finite, check_generator, check_int, check_matrix, check_out, check_vector,
+)
 from ..errors import DecodeError
 from .payload import Payload, PayloadBatch
 
@@ -59,6 +72,9 @@ class Compressor(abc.ABC):
     #: True when a message determines its dimension up to padding slack (see :meth:`from_bytes`);
     #: False for formats where another dimension decodes just as well (Rand-k's bare values).
     determines_dim: ClassVar[bool] = True
+    #: True when ``_encode_batch`` detects NaN/Inf itself (raising NonFiniteInput), so that
+    #: compress/compress_batch skip their separate ``np.isfinite`` pass over the input.
+    checks_finite: ClassVar[bool] = False
 
     # -- subclass hooks ---------------------------------------------------------------------
     @abc.abstractmethod
@@ -66,8 +82,8 @@ class Compressor(abc.ABC):
         """Encode validated rows of X; see the module docstring."""
 
     @abc.abstractmethod
-    def _decode_batch(self, buffer, offsets, d: int, dtype, keys) -> tuple[np.ndarray, np.ndarray]:
-        """Decode every row; see the module docstring."""
+    def _decode_batch(self, buffer, offsets, d: int, dtype, keys, out=None) -> tuple[np.ndarray, np.ndarray]:
+        """Decode every row (into ``out`` when the decoder supports it); see the module docstring."""
 
     def _check_dim(self, d: int) -> None:
         """Raise ValueError when the compressor cannot handle dimension d (e.g. k > d)."""
@@ -91,8 +107,8 @@ class Compressor(abc.ABC):
         Returns:
             The :class:`Payload` (its bytes, exact ``nbits``, ``dim`` and ``dtype``).
         """
-        x = check_vector("x", x)
-        return self._compress_checked(x[None, :], [rng] if self.needs_rng else None)[0]
+        x = check_vector("x", x, finite=not self.checks_finite)
+        return self._compress_checked(x[None, :], [rng] if self.needs_rng else None, "x")[0]
 
     def compress_batch(self, X: np.ndarray, rng=None) -> PayloadBatch:
         """Encode each row of an (n, d) matrix in one kernel call.
@@ -105,10 +121,10 @@ class Compressor(abc.ABC):
         Returns:
             A :class:`PayloadBatch` with one message per row.
         """
-        return self._compress_checked(check_matrix("X", X), rng)
+        return self._compress_checked(check_matrix("X", X, finite=not self.checks_finite), rng, "X")
 
-    def _compress_checked(self, X: np.ndarray, rng) -> PayloadBatch:
-        # X already validated (finite, C-contiguous): one read pass saved in compress()
+    def _compress_checked(self, X: np.ndarray, rng, name: str) -> PayloadBatch:
+        # X already validated (C-contiguous; finite unless checks_finite): one read pass saved
         self._check_dim(X.shape[1])
         if self.needs_rng:
             if rng is None:
@@ -116,27 +132,56 @@ class Compressor(abc.ABC):
             if not isinstance(rng, np.random.Generator):
                 for g in rng:
                     check_generator("rng", g)
-        buffer, offsets, nbits, keys = self._encode_batch(X, rng)
+        try:
+            buffer, offsets, nbits, keys = self._encode_batch(X, rng)
+        except NonFiniteInput:
+            check_finite(name, X)  # raises the error naming x (1-D: X = x[None, :], same flat index) or X
+            raise
         buffer.setflags(write=False)
         return PayloadBatch(buffer, offsets, nbits, X.shape[1], X.dtype, self.name, keys)
 
-    def decompress(self, payload: Payload) -> np.ndarray:
-        """Decode one payload into an array of its ``dim`` and ``dtype``."""
+    def decompress(self, payload: Payload, out: np.ndarray | None = None) -> np.ndarray:
+        """Decode one payload into an array of its ``dim`` and ``dtype``.
+
+        Args:
+            payload: a :class:`Payload` of this compressor.
+            out: optional destination, a writable C-contiguous array of shape ``(dim,)`` and the
+                payload's dtype; reusing one across steps avoids fresh output pages. Its previous
+                contents are overwritten entirely (unspecified if decoding raises).
+
+        Returns:
+            The decoded vector: ``out`` itself when given.
+        """
         if not isinstance(payload, Payload):
             raise TypeError(f"payload must be a Payload, got {type(payload).__name__}")
         offsets = np.array([0, payload.nbytes], dtype=np.int64)
         keys = None if payload.key is None else np.array([payload.key], dtype=np.int64)
         batch = PayloadBatch(payload.data, offsets, np.array([payload.nbits], np.int64),
                              payload.dim, payload.dtype, payload.codec, keys)
-        return self.decompress_batch(batch)[0]
+        if out is None:
+            return self.decompress_batch(batch)[0]
+        check_out("out", out, (payload.dim,), payload.dtype, payload.data)
+        self.decompress_batch(batch, out=out.reshape(1, -1))  # a view: C-contiguous
+        return out
 
-    def decompress_batch(self, batch: PayloadBatch) -> np.ndarray:
-        """Decode every row of a batch into an (n, dim) array of the batch's dtype."""
+    def decompress_batch(self, batch: PayloadBatch, out: np.ndarray | None = None) -> np.ndarray:
+        """Decode every row of a batch into an (n, dim) array of the batch's dtype.
+
+        Args:
+            batch: a :class:`PayloadBatch` of this compressor.
+            out: optional destination, a writable C-contiguous ``(n, dim)`` array of the batch's
+                dtype (overwritten entirely; unspecified if decoding raises).
+
+        Returns:
+            The decoded rows: ``out`` itself when given.
+        """
         if not isinstance(batch, PayloadBatch):
             raise TypeError(f"batch must be a PayloadBatch, got {type(batch).__name__}")
         if batch.codec != self.name:
             raise ValueError(f"payload was written by {batch.codec!r}, not by {self.name!r}")
-        Y, nbits = self._decode_checked(batch.buffer, batch.offsets, batch.dim, batch.dtype, batch.keys)
+        if out is not None:
+            check_out("out", out, (batch.offsets.shape[0] - 1, batch.dim), batch.dtype, batch.buffer)
+        Y, nbits = self._decode_checked(batch.buffer, batch.offsets, batch.dim, batch.dtype, batch.keys, out)
         if not np.array_equal(nbits, batch.nbits):
             raise DecodeError(f"{self.name}: decoded length {nbits.tolist()} bits != declared {batch.nbits.tolist()}")
         return Y
@@ -187,10 +232,13 @@ class Compressor(abc.ABC):
         buf.setflags(write=False)
         return Payload(buf, int(nbits[0]), dim, dtype, self.name, key)
 
-    def _decode_checked(self, buffer, offsets, d, dtype, keys):
+    def _decode_checked(self, buffer, offsets, d, dtype, keys, out=None):
         if self.needs_key and keys is None:
             raise ValueError(f"{self.name} needs the shared key (key=...) to decode")
-        Y, nbits = self._decode_batch(buffer, offsets, int(d), np.dtype(dtype), keys)
+        Y, nbits = self._decode_into(buffer, offsets, int(d), np.dtype(dtype), keys, out)
+        if out is not None and Y is not out:
+            out[...] = Y  # a decoder that does not write into out
+            Y = out
         nbits = np.asarray(nbits, dtype=np.int64)
         lengths = np.diff(offsets)
         bad = lengths != (nbits + 7) >> 3
@@ -204,6 +252,12 @@ class Compressor(abc.ABC):
                 f"{int(nbits[i])}-bit message (expected {(int(nbits[i]) + 7) >> 3} bytes, zero padding)"
             )
         return Y, nbits
+
+    def _decode_into(self, buffer, offsets, d, dtype, keys, out):
+        """``_decode_batch`` with ``out`` passed only to implementations that accept it."""
+        if out is not None and _takes_out(type(self)._decode_batch):
+            return self._decode_batch(buffer, offsets, d, dtype, keys, out=out)
+        return self._decode_batch(buffer, offsets, d, dtype, keys)  # (then copied into out)
 
     #: True when decoding needs a shared key (set by Rand-k).
     needs_key: ClassVar[bool] = False
@@ -232,6 +286,12 @@ class Compressor(abc.ABC):
     def __str__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
         return f"{self.name}({params})"
+
+
+@functools.lru_cache(maxsize=None)
+def _takes_out(decode_batch) -> bool:
+    """Whether a ``_decode_batch`` implementation accepts the ``out`` argument."""
+    return "out" in inspect.signature(decode_batch).parameters
 
 
 def _to_json(v):

@@ -116,5 +116,5 @@ class Chain(Compressor):
         batch = last.compress_batch(Y, rng if last.needs_rng else None)
         return batch.buffer, batch.offsets, batch.nbits, batch.keys
 
-    def _decode_batch(self, buffer, offsets, d, dtype, keys):
-        return self.stages[-1]._decode_batch(buffer, offsets, d, dtype, keys)
+    def _decode_batch(self, buffer, offsets, d, dtype, keys, out=None):
+        return self.stages[-1]._decode_into(buffer, offsets, d, dtype, keys, out)

@@ -49,7 +49,7 @@ class FP16(Compressor):
         offsets = np.arange(n + 1, dtype=np.int64) * (2 * d)
         return buffer, offsets, np.full(n, 16 * d, dtype=np.int64), None
 
-    def _decode_batch(self, buffer, offsets, d, dtype, keys):
+    def _decode_batch(self, buffer, offsets, d, dtype, keys, out=None):
         return raw_float_decode(self.name, buffer, offsets, d, dtype, "<f2")
 
     def exact_variance(self, x):

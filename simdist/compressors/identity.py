@@ -58,7 +58,7 @@ class Identity(Compressor):
         offsets = np.arange(n + 1, dtype=np.int64) * (4 * d)
         return buffer, offsets, np.full(n, 32 * d, dtype=np.int64), None
 
-    def _decode_batch(self, buffer, offsets, d, dtype, keys):
+    def _decode_batch(self, buffer, offsets, d, dtype, keys, out=None):
         return raw_float_decode(self.name, buffer, offsets, d, dtype, "<f4")
 
     def variance_bound(self, x):

@@ -109,9 +109,9 @@ class NUQSGD(Compressor):
         offsets = np.arange(n + 1, dtype=np.int64) * rowbytes
         return buf, offsets, np.full(n, nbits, np.int64), None
 
-    def _decode_batch(self, buffer, offsets, d, dtype, keys):
+    def _decode_batch(self, buffer, offsets, d, dtype, keys, out=None):
         n = offsets.shape[0] - 1
-        Y = np.empty((n, d), dtype)
+        Y = np.empty((n, d), dtype) if out is None else out  # every entry is written
         b = self._b(d)
         nbits = nuqsgd_nbits(d, b, self.s)
         status = nuqsgd_decode(buffer, offsets, b, self.s, nuqsgd_width(self.s), nbits, Y)

@@ -32,6 +32,12 @@ The float64 scale is ``max(sqrt(sum v_i^2), max|v_i|)`` with the sum taken over 
 (see :mod:`simdist.kernels.qsgd`), so its bits are reproducible; a bucket whose norm exceeds
 the float32 range is refused with ValueError.
 
+Speed notes: NaN/Inf inputs are found by the encode kernel itself (``checks_finite``: a
+bucket's float64 sum of squares is non-finite iff the bucket holds NaN/Inf, or, for float64
+input only, on overflow from huge finite values, which an exact check on that error path tells
+apart), so ``compress`` makes no separate ``np.isfinite`` pass; ``decompress(p, out=y)``
+decodes straight into ``y`` (zeros written as the decoder goes), with no fresh output pages.
+
 References:
     D. Alistarh, D. Grubic, J. Li, R. Tomioka, M. Vojnovic, "QSGD: Communication-Efficient SGD
     via Gradient Quantization and Encoding", NeurIPS 2017: Lemma 3.1 (unbiasedness, variance,
@@ -92,6 +98,7 @@ class QSGD(Compressor):
     name = "qsgd"
     unbiased = True
     needs_rng = True
+    checks_finite = True  # the kernel's per-bucket sum of squares is non-finite iff NaN/Inf
 
     def __post_init__(self):
         check_int("s", self.s, low=1, high=_MAX_S)
@@ -121,8 +128,8 @@ class QSGD(Compressor):
         buffer, offsets, nbits = _k.encode(X, keys, self.s, self._b(d), self.norm == "max", elias, self._width)
         return buffer, offsets, nbits, None
 
-    def _decode_batch(self, buffer, offsets, d, dtype, keys):
-        return _k.decode(buffer, offsets, d, self.s, self._b(d), self.encoding == "elias", self._width, dtype)
+    def _decode_batch(self, buffer, offsets, d, dtype, keys, out=None):
+        return _k.decode(buffer, offsets, d, self.s, self._b(d), self.encoding == "elias", self._width, dtype, out)
 
     # -- theory hooks -----------------------------------------------------------------------
     def _buckets(self, x):

@@ -116,12 +116,12 @@ class RandK(Compressor):
         offsets = np.arange(n + 1, dtype=np.int64) * (4 * k)
         return buf, offsets, nbits, keys
 
-    def _decode_batch(self, buffer, offsets, d, dtype, keys):
+    def _decode_batch(self, buffer, offsets, d, dtype, keys, out=None):
         n = offsets.shape[0] - 1
         keys = np.asarray(keys, dtype=np.int64)
         if keys.shape != (n,):
             raise ValueError(f"keys must hold one key per row ({n}), got shape {keys.shape}")
-        Y, nbits, status, row = randk_decode(buffer, offsets, d, self.k_for(d), keys, self._scale(d), dtype)
+        Y, nbits, status, row = randk_decode(buffer, offsets, d, self.k_for(d), keys, self._scale(d), dtype, out)
         raise_decode_status(int(status), f"{self.name} (row {row})")
         return Y, nbits
 

@@ -111,9 +111,9 @@ class Sign(Compressor):
         offsets = np.arange(n + 1, dtype=np.int64) * rowbytes
         return buf, offsets, np.full(n, nbits, np.int64), None
 
-    def _decode_batch(self, buffer, offsets, d, dtype, keys):
+    def _decode_batch(self, buffer, offsets, d, dtype, keys, out=None):
         n = offsets.shape[0] - 1
-        Y = np.empty((n, d), dtype)
+        Y = np.empty((n, d), dtype) if out is None else out  # every entry is written
         nbits = self._nbits(d)
         status = sign_decode(buffer, offsets, self._b(d), self.scaled, nbits, Y)
         raise_decode_status(status, self.name)

@@ -104,9 +104,9 @@ class TernGrad(Compressor):
         offsets = np.arange(n + 1, dtype=np.int64) * rowbytes
         return buf, offsets, np.full(n, nbits, np.int64), None
 
-    def _decode_batch(self, buffer, offsets, d, dtype, keys):
+    def _decode_batch(self, buffer, offsets, d, dtype, keys, out=None):
         n = offsets.shape[0] - 1
-        Y = np.empty((n, d), dtype)
+        Y = np.empty((n, d), dtype) if out is None else out  # every entry is written
         b = self._b(d)
         nbits = terngrad_nbits(d, b)
         raise_decode_status(terngrad_decode(buffer, offsets, b, nbits, Y), self.name)

@@ -72,8 +72,8 @@ class Threshold(Compressor):
             raise f32_overflow_error(self.name, row)
         return buf, offsets, nbits, None
 
-    def _decode_batch(self, buffer, offsets, d, dtype, keys):
-        Y, nbits, status, row = sparse_decode(buffer, offsets, d, -1, dtype)
+    def _decode_batch(self, buffer, offsets, d, dtype, keys, out=None):
+        Y, nbits, status, row = sparse_decode(buffer, offsets, d, -1, dtype, out)
         raise_decode_status(int(status), f"{self.name} (row {row})")
         return Y, nbits
 

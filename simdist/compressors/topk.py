@@ -120,8 +120,8 @@ class TopK(Compressor):
             raise f32_overflow_error(self.name, row)
         return buf, offsets, nbits, None
 
-    def _decode_batch(self, buffer, offsets, d, dtype, keys):
-        Y, nbits, status, row = sparse_decode(buffer, offsets, d, self.k_for(d), dtype)
+    def _decode_batch(self, buffer, offsets, d, dtype, keys, out=None):
+        Y, nbits, status, row = sparse_decode(buffer, offsets, d, self.k_for(d), dtype, out)
         raise_decode_status(int(status), f"{self.name} (row {row})")
         return Y, nbits
 

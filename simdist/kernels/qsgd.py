@@ -46,7 +46,7 @@ def _scales_kernel(X, b, use_max, out):
     for i in range(n):
         for k in range(nb):
             bits = scale_bits(X[i], k * b, min(d, (k + 1) * b), use_max)
-            out[i, k] = np.inf if bits >= F32_INF_BITS else f32_value(bits)
+            out[i, k] = np.inf if bits >= F32_INF_BITS or bits < 0 else f32_value(bits)  # -1: sum overflow
 
 
 def bucket_scales(X: np.ndarray, b: int, use_max: bool) -> np.ndarray:

@@ -6,11 +6,13 @@ Three paths, fastest first, each bounds-checked:
 1. **window** (all 8 bytes at ``pos >> 3`` lie in the row): load them as one big-endian word,
    shift out ``pos & 7``: >= 57 valid bits. Up to four lookups of ``TABLE_BITS`` bits each in
    the multi-triple table of this s (:func:`multi_table`): one entry decodes every whole
-   nonzero (sign, omega(level), omega(distance)) in the window, up to 4, with level <= s, and
-   gives their signed levels, their offsets from the current position and the total length
-   and distance. It is used only when the total distance stays within the bucket (so every
-   write is in range and the next bucket's scale is never decoded as a nonzero); the values
-   are written branch-free (slots past the count repeat the last one).
+   nonzero (sign, omega(level), omega(distance)) in the window, up to ``SLOTS`` = 4, with
+   level <= s, and gives their signed levels, their offsets from the current position and the
+   total length and distance. It is used only when the total distance stays within the bucket
+   (so every write is in range and the next bucket's scale is never decoded as a nonzero);
+   the values are written branch-free (slots past the count repeat the last one), after one
+   16-wide vector store of zeros at the first one (the zeros of the output are written as
+   the decoder goes: no separate zero-fill pass, so a reused ``out`` gets no stale values).
 2. otherwise one nonzero from the window with the single-triple table ``TRIPLE``;
 3. otherwise (long codes, the last 8 bytes of a row) the checked readers of
    :mod:`simdist.coding.bitio` / :func:`simdist.coding.elias.get_omega`.
@@ -34,11 +36,11 @@ from .qsgd_encode import F32_INF_BITS, f32_value
 
 __all__ = ["TABLE_BITS", "decode", "multi_table", "TRIPLE"]
 
-#: Width of the lookup windows (codes of values up to 63 fit in 12 bits).
-TABLE_BITS = 12
+#: Width of the lookup windows (a whole nonzero with level <= 31 and distance <= 15 fits).
+TABLE_BITS = 13
 _SHIFT = np.uint64(64 - TABLE_BITS)
-#: Nonzeros per lookup at most (a fourth one fits in few windows and costs a store per lookup).
-SLOTS = 3
+#: Nonzeros per lookup at most (each takes >= 3 bits: 4 fill a 13-bit window).
+SLOTS = 4
 
 
 def _build_tables():
@@ -85,11 +87,14 @@ TRIPLE = _build_triple_table()
 
 @lru_cache(maxsize=None)
 def multi_table(s_cap: int) -> np.ndarray:
-    """Multi-triple table for levels <= ``s_cap`` (call with min(s, 15): larger levels never fit).
+    """Multi-triple table for levels <= ``s_cap`` (call with min(s, 31): larger levels never fit).
 
-    Entry: count (2 bits) | length << 3 (4 bits) | distance << 7 (6 bits) | slot k at
-    13 + 12 k, k < SLOTS: signed level & 63 (6 bits) | offset << 6 (6 bits). Slots past the
-    count repeat the last nonzero; count 0 means no whole nonzero fits in the window.
+    Entry: length (4 bits; 0: no whole nonzero fits in the window) | distance << 4 (6 bits) |
+    the first nonzero's signed level & 63 << 10 (its offset is 0) | slot k at 4 + 12 k,
+    1 <= k < SLOTS: signed level & 63 (6 bits) | offset << 6 (6 bits). Slots past the count
+    repeat the last nonzero (so the kernel writes all SLOTS values branch-free). The length
+    sits in the low bits so that the window shift is ``win << (e & 15)``: one op on the
+    critical chain of the decoder.
     """
     out = np.zeros(1 << TABLE_BITS, np.int64)
     for w in range(1 << TABLE_BITS):
@@ -101,9 +106,10 @@ def multi_table(s_cap: int) -> np.ndarray:
             slots.append(((-t[1] if t[0] else t[1]) & 63) | (dist << 6))
             start, dist = start + t[3], dist + t[2]
         if slots:
-            e = len(slots) | (start << 3) | (dist << 7)
-            for k in range(SLOTS):
-                e |= slots[min(k, len(slots) - 1)] << (13 + 12 * k)
+            assert 0 < start < 16 and dist < 64 and all(sl >> 6 < 64 for sl in slots)
+            e = start | (dist << 4) | (slots[0] & 63) << 10
+            for k in range(1, SLOTS):
+                e |= slots[min(k, len(slots) - 1)] << (4 + 12 * k)
             out[w] = e
     return out
 
@@ -164,24 +170,33 @@ def _decode_kernel(buf, offsets, s, b, elias, width, dec_val, dec_len, triple, m
             if p != stop and sc == 0.0:
                 return i, np.int64(-5)
             yb = y[lo:hi]
+            for t in range(p - 1):  # 3. zeros are written as the decoder goes (Y may be a reused
+                yb[t] = 0  # output): here the ones before the first nonzero
             for c in range(64):  # the value of each signed level & 63 (|level| < 32), as stored
                 vt[c] = np.float64((c ^ 32) - 32) * unit
             while p != stop:
                 if (pos >> 3) + 8 <= end:  # the window path
                     win = load_be64(buf, pos >> 3) << np.uint64(pos & 7)
                     e = multi[win >> _SHIFT]
-                    if (e & 7) != 0 and p + ((e >> 7) & 63) <= stop:
+                    if (e & 15) != 0 and p + ((e >> 4) & 63) <= stop:
                         for _ in range(4):  # 4 x TABLE_BITS <= 57 bits: no reload
-                            q = np.uint64(p - 1)
-                            yb[q + np.uint64((e >> 19) & 63)] = vt[(e >> 13) & 63]
-                            yb[q + np.uint64((e >> 31) & 63)] = vt[(e >> 25) & 63]
-                            yb[q + np.uint64((e >> 43) & 63)] = vt[(e >> 37) & 63]
-                            ln = (e >> 3) & 15
-                            p += (e >> 7) & 63
-                            pos += ln
-                            win <<= np.uint64(ln)
+                            q = np.uint64(lo + p - 1)  # index in the row of the first nonzero
+                            dist = (e >> 4) & 63
+                            if dist <= 16 and lo + p + 15 <= d:  # zero [q, q + 16): one vector store
+                                for t in range(16):
+                                    y[q + np.uint64(t)] = 0
+                            else:  # zero [q, q + dist), inside the bucket (p + dist <= stop)
+                                for t in range(dist):
+                                    y[q + np.uint64(t)] = 0
+                            y[q] = vt[(e >> 10) & 63]  # then the values (slot 0 at offset 0)
+                            y[q + np.uint64((e >> 22) & 63)] = vt[(e >> 16) & 63]
+                            y[q + np.uint64((e >> 34) & 63)] = vt[(e >> 28) & 63]
+                            y[q + np.uint64((e >> 46) & 63)] = vt[(e >> 40) & 63]
+                            p += dist
+                            pos += e & 15
+                            win <<= np.uint64(e & 15)
                             e = multi[win >> _SHIFT]
-                            if (e & 7) == 0 or p + ((e >> 7) & 63) > stop:
+                            if (e & 15) == 0 or p + ((e >> 4) & 63) > stop:
                                 break
                         continue
                     e = triple[win >> _SHIFT]
@@ -202,6 +217,8 @@ def _decode_kernel(buf, offsets, s, b, elias, width, dec_val, dec_len, triple, m
                 yb[p - 1] = -val if sign else val
                 if g > stop - p:
                     return i, np.int64(-3)
+                for t in range(g - 1):  # the zeros up to the next nonzero (or the bucket's end)
+                    yb[p + t] = 0
                 p += g
         nbits[i] = pos - offsets[i] * 8
     return -1, np.int64(0)
@@ -220,12 +237,14 @@ def _checked_triple(buf, limit, pos):
     return np.int64(sign), lv, g, pos
 
 
-def decode(buffer, offsets, d, s, b, elias, width, dtype):
-    """Decode every row; returns ``(Y, nbits)``; raises DecodeError on malformed rows."""
+def decode(buffer, offsets, d, s, b, elias, width, dtype, out=None):
+    """Decode every row into ``out`` (a C-contiguous (n, d) array of dtype; a fresh one when
+    None), which the kernel overwrites entirely; returns ``(Y, nbits)``; raises DecodeError on
+    malformed rows."""
     n = offsets.shape[0] - 1
-    Y = np.zeros((n, d), dtype)
+    Y = np.empty((n, d), dtype) if out is None else out
     nbits = np.zeros(n, np.int64)
-    multi = multi_table(min(int(s), 15))
+    multi = multi_table(min(int(s), 31))
     row, st = _decode_kernel(buffer, offsets, np.int64(s), np.int64(b), elias, np.int64(width), DEC_VAL, DEC_LEN,
                              TRIPLE, multi, Y, nbits)
     if row >= 0:

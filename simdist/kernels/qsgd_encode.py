@@ -14,7 +14,13 @@ Per bucket, in one pass over the batch (the bucket stays in L1 between steps 1 a
    (:func:`simdist.coding.bitbuf.store_be64`). Other nonzeros take the general path.
 
 Rows go to a scratch buffer with room for the longest possible message plus 8 bytes of slack
-for the word stores, then are copied back to back into the exact buffer.
+for the word stores, then are copied back to back into the exact buffer (one row: the
+scratch is shrunk in place instead).
+
+The scale step doubles as the input's finite check: a non-finite float64 sum of squares makes
+the kernel stop and :func:`encode` raise ``NonFiniteInput`` (after an exact ``np.isfinite`` on
+that error path only, since huge finite float64 entries can overflow the sum too; those are
+refused for their float32-range scale as before).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import intrinsic
 
 from ..coding.bitbuf import store_be64
+from .._validate import NonFiniteInput
 from ..coding.elias import omega_str
 from ..rng import uniform_word
 
@@ -122,7 +129,9 @@ def f32_value(bits):
 
 @njit(cache=True, inline="always")
 def scale_bits(x, lo, hi, use_max):
-    """float32 bit pattern of the scale of the bucket ``x[lo:hi]`` (x: a C-contiguous row)."""
+    """float32 bit pattern of the scale of the bucket ``x[lo:hi]`` (x: a C-contiguous row);
+    -1 when the float64 sum of squares is not finite (a NaN/Inf entry, or float64 overflow on
+    huge finite float64 entries, whose scale would not fit in float32 anyway)."""
     full = (hi - lo) >> 3
     s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7 = _lanes8(x, lo, full)
     xs = x[lo:hi]
@@ -143,10 +152,13 @@ def scale_bits(x, lo, hi, use_max):
         else:
             m6 = max(m6, a); s6 += a * a  # noqa: E702
     mx = max(max(max(m0, m1), max(m2, m3)), max(max(m4, m5), max(m6, m7)))
+    ss = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    if not math.isfinite(ss):  # the finite check of the input, fused (NaN is ignored by max)
+        return np.int64(-1)
     if use_max:
         sc = mx
     else:
-        sc = math.sqrt(((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)))
+        sc = math.sqrt(ss)
         if sc < mx:
             sc = mx
     r = np.float64(np.float32(sc))
@@ -215,7 +227,7 @@ def _encode_kernel(X, keys, s, b, use_max, elias, width, enc_code, enc_len, enc_
             m = hi - lo
             # 1. the float32 scale
             bits = scale_bits(x, lo, hi, use_max)
-            if bits >= F32_INF_BITS:
+            if bits >= F32_INF_BITS or bits < 0:
                 return i
             sc = f32_value(bits)
             acc, nacc = _put(acc, nacc, bits, 32)
@@ -315,6 +327,8 @@ def encode(X, keys, s, b, use_max, elias, width):
     of the row's key, :mod:`simdist.rng`): ``batch_uniform_bits`` computed inline.
 
     Raises:
+        NonFiniteInput: X holds NaN or Inf (found by the kernel's sums of squares; the caller
+            reports the index).
         ValueError: a bucket's scale does not fit in float32 (|x| too large).
     """
     n, d = X.shape
@@ -325,14 +339,17 @@ def encode(X, keys, s, b, use_max, elias, width):
     bad = _encode_kernel(X, np.asarray(keys, np.uint64), np.int64(s), np.int64(b), use_max, elias,
                          np.int64(width), ENC_CODE, ENC_LEN, ENC_TOP, ENC_LEN2, region, scratch, nbits)
     if bad >= 0:
+        if not np.all(np.isfinite(X)):  # the exact check, on the error path only
+            raise NonFiniteInput("X holds NaN or Inf")
         raise ValueError(
             f"x: row {bad} has a bucket whose {'max' if use_max else 'l2'} norm exceeds the float32 "
             f"range (3.4e38); QSGD sends the scale as float32"
         )
     offsets = np.zeros(n + 1, np.int64)
     np.cumsum((nbits + 7) >> 3, out=offsets[1:])
-    if n == 1:
-        return scratch[: offsets[1]].copy(), offsets, nbits
+    if n == 1:  # shrink in place (realloc: no copy, no fresh pages); nothing else refers to scratch
+        scratch.resize(int(offsets[1]), refcheck=False)
+        return scratch, offsets, nbits
     buf = np.empty(int(offsets[-1]), np.uint8)
     _compact_rows(scratch, region, offsets, buf)
     return buf, offsets, nbits

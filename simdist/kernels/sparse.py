@@ -351,10 +351,18 @@ def topk_encode(X: np.ndarray, k: int):
     )
 
 
-def sparse_decode(buffer, offsets, d: int, expect_k: int, dtype):
-    """Decode top-k/threshold rows: ``(Y, nbits, status, row)``."""
+def _zeroed_output(n: int, d: int, dtype, out):
+    """``out`` zero-filled (a reused buffer: no page faults), or a fresh zero array."""
+    if out is None:
+        return np.zeros((n, d), dtype=dtype)
+    out.fill(0)
+    return out
+
+
+def sparse_decode(buffer, offsets, d: int, expect_k: int, dtype, out=None):
+    """Decode top-k/threshold rows (into ``out`` when given): ``(Y, nbits, status, row)``."""
     n = offsets.shape[0] - 1
-    Y = np.zeros((n, d), dtype=dtype)
+    Y = _zeroed_output(n, d, dtype, out)
     longest = int(np.diff(offsets).max()) if n else 0
     scratch = workspace("sparse_idx", min(d, longest // 4 + 1), np.int64)
     nbits, status, row = sparse_decode_batch(buffer, offsets, d, expect_k, Y, scratch)
@@ -368,9 +376,9 @@ def randk_encode(X: np.ndarray, keys: np.ndarray, k: int, scale: float):
     return randk_encode_batch(X, keys, k, scale, mask, workspace("randk_idx", k, np.int64))
 
 
-def randk_decode(buffer, offsets, d: int, k: int, keys, scale: float, dtype):
-    """Decode rand-k rows: ``(Y, nbits, status, row)``."""
-    Y = np.zeros((offsets.shape[0] - 1, d), dtype=dtype)
+def randk_decode(buffer, offsets, d: int, k: int, keys, scale: float, dtype, out=None):
+    """Decode rand-k rows (into ``out`` when given): ``(Y, nbits, status, row)``."""
+    Y = _zeroed_output(offsets.shape[0] - 1, d, dtype, out)
     mask = workspace("randk_mask", d, np.uint8, zero=True)
     nbits, status, row = randk_decode_batch(
         buffer, offsets, d, k, keys, scale, Y, mask, workspace("randk_idx", k, np.int64)
