@@ -1,10 +1,10 @@
-"""Scratch benchmark of QSGD at d = 2**24 float32 on one core (to be folded into bench_compressors.py).
+"""QSGD phase breakdown at d = 2**24 float32 on one core (the headline row is in bench_compressors.py).
 
 Times (best of --repeat after a warm-up): compress+encode, decode+decompress, their sum as a
 ratio to one read pass over x (``x.sum()``) and to a plain vectorized NumPy QSGD (no bit
 encoding), plus the kernel phases (pass 1 quantize, pass 2 write) and bits per entry.
 
-Run:  python benchmarks/bench_qsgd_scratch.py [--log2d 24] [--repeat 5] [--s 16] [--bucket 512]
+Run:  python benchmarks/bench_qsgd_phases.py [--log2d 24] [--repeat 5] [--s 16] [--bucket 512]
 
 Measured on the 2-core AMD EPYC (Zen 5) dev VM, d = 2**24 float32, qsgd(s=16, bucket=512),
 best of 5-9 (x.sum() = 2.6-2.9 ms in the same process; the VM is shared, the better runs):
