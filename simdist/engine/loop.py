@@ -13,37 +13,75 @@ Steps of one iteration t (numbered as in the code):
    decodes them all. The collective's trace gives the bits on the wire and, priced by the
    network model, the communication time.
 5. Every node applies the same update: v = momentum * v + mean; x = x - lr(t) * v.
-6. The loss is evaluated; a NaN/Inf gradient or loss stops the run with the step and reason
-   recorded.
+6. The loss is evaluated; a NaN/Inf gradient or loss, or a compressed input beyond what the
+   compressor can encode (e.g. a QSGD scale beyond float32), stops the run with the step and
+   reason recorded.
+
+Steps 3-4 are :func:`communicate` ``(G, state, t)``, with the per-run :class:`CommState` from
+:func:`init_comm`; ``benchmarks/bench_engine.py`` times exactly that function.
 
 Error feedback keeps one memory per node in gradient units (EF-SGD, Karimireddy et al. 2019, with
 the step size outside the compressor; identical to their form for a constant step):
 p_i = g_i + e_i, c_i = C(p_i), e_i <- p_i - c_i, and the update averages the c_i.
+
+Memory of a compressed step (:func:`communicate`): the error-feedback memory E is one (P, d)
+array in the gradients' dtype, allocated once and reused every step, and the step works in place:
+
+    a. p = G + E, written into G's storage (G is consumed);
+    b. batch = C(p) (one kernel call; the payload buffer is the only large allocation);
+    c. decode every row into E's storage: E = c;
+    d. one fused pass: mean += c (accumulated in float64, rows in order 0..P-1, as
+       ``c.astype(float64).mean(axis=0)`` adds them) and E = p - c.
+
+So a step holds G, E, the payloads and the compressor's encode scratch: at most 3x the (P, d)
+matrix (measured by the benchmark). Without error feedback the decode buffer (P, d) is reused
+the same way and G is left untouched.
+
+Precision of the memory: for float64 gradients (every built-in problem) these are exactly the
+float64 operations of :class:`~simdist.compressors.error_feedback.ErrorFeedback` (step 1 adds,
+step 4 subtracts, in float64), so payloads, memory and history are bit-identical to it (tested).
+For float32 gradients the engine keeps the memory in float32 (ErrorFeedback keeps float64, which
+carries the rounding of the sum instead of losing it), to stay within 3x the matrix. Then
+p = fl32(g + e_old) is one float32 rounding of g + e_old, and c + e_new == p holds exactly, entry by
+entry, for the compressors whose decoded entries are dropped or equal to the input entry rounded to
+float32/float16 (identity, fp16, top-k, unscaled rand-k, threshold: e_new = fl32(p - c) is exact by
+the Sterbenz lemma, see ErrorFeedback's docstring), and within one float32 rounding of
+e_new = fl32(p - c), |c + e_new - p| <= 2**-24 |p - c|, otherwise (QSGD, sign, 1BitSGD, TernGrad, ...).
+Both are tested.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit
 
-from .. import compressors, network, problems
+from .. import compressors, problems
+from .._validate import FLOAT_DTYPES, check_int
 from ..collectives.fastpath import allgather_bits, allreduce_trace
-from ..compressors.error_feedback import ErrorFeedback
+from ..network import AlphaBeta, make_compute
+from ..network import make as make_network
 from ..rng import node_step_rng, shared_rng
 from . import schedules
 from .config import TrainConfig
 from .history import History
 
-__all__ = ["train", "run"]
+__all__ = ["train", "run", "CommState", "init_comm", "communicate", "Diverged"]
 
 #: Dense allreduce algorithms usable for full precision.
 DENSE = ("ring", "recursive_doubling", "rabenseifner")
+
+class Diverged(ArithmeticError):
+    """A step produced values the run cannot go on with (the message is the stop reason)."""
 
 
 def _node_rngs(comp, seed: int, t: int, P: int):
     if getattr(comp, "needs_key", False):  # shared randomness: every node derives the same stream
         return [shared_rng(seed, t) for _ in range(P)]
+    if not comp.needs_rng:  # deterministic compressors ignore the generators
+        return None
     return [node_step_rng(seed, i, t) for i in range(P)]
 
 
@@ -61,6 +99,194 @@ def _collective(name: str, compressed: bool) -> str:
     return name
 
 
+# -- fused aggregation kernels ------------------------------------------------------------------
+# Rows are added in order 0, 1, ..., P-1 into a float64 accumulator that starts at +0.0, exactly as
+# numpy's ``Y.astype(float64).mean(axis=0)`` adds them (then one division by P), so the mean is
+# bit-identical to it (tested, signed zeros included). Four rows per sweep over the columns: the
+# accumulator (8 d bytes) is read and written once per four rows instead of once per row; the order
+# of the additions is unchanged.
+
+
+@njit(cache=True)
+def _mean_rows(Y, out):  # pragma: no cover - compiled
+    """out[j] = (sum_i Y[i, j]) / n in float64, rows added in order (as numpy's axis-0 mean)."""
+    n, d = Y.shape
+    out[:] = 0.0  # numpy's sum starts from +0.0 too (so -0.0 entries sum to +0.0)
+    i = 0
+    while i + 4 <= n:
+        y0, y1, y2, y3 = Y[i], Y[i + 1], Y[i + 2], Y[i + 3]
+        for j in range(d):
+            out[j] = (((out[j] + np.float64(y0[j])) + np.float64(y1[j])) + np.float64(y2[j])) + np.float64(y3[j])
+        i += 4
+    while i < n:
+        y0 = Y[i]
+        for j in range(d):
+            out[j] += np.float64(y0[j])
+        i += 1
+    for j in range(d):
+        out[j] /= n
+
+
+@njit(cache=True)
+def _mean_rows_and_residual(Pm, Y, out):  # pragma: no cover - compiled
+    """:func:`_mean_rows` of Y (the decoded c) and, in the same pass, Y <- Pm - Y (the memory p - c)."""
+    n, d = Y.shape
+    out[:] = 0.0
+    i = 0
+    while i + 4 <= n:
+        y0, y1, y2, y3 = Y[i], Y[i + 1], Y[i + 2], Y[i + 3]
+        p0, p1, p2, p3 = Pm[i], Pm[i + 1], Pm[i + 2], Pm[i + 3]
+        for j in range(d):
+            c0, c1, c2, c3 = y0[j], y1[j], y2[j], y3[j]
+            out[j] = (((out[j] + np.float64(c0)) + np.float64(c1)) + np.float64(c2)) + np.float64(c3)
+            y0[j] = p0[j] - c0
+            y1[j] = p1[j] - c1
+            y2[j] = p2[j] - c2
+            y3[j] = p3[j] - c3
+        i += 4
+    while i < n:
+        y0, p0 = Y[i], Pm[i]
+        for j in range(d):
+            c0 = y0[j]
+            out[j] += np.float64(c0)
+            y0[j] = p0[j] - c0
+        i += 1
+    for j in range(d):
+        out[j] /= n
+
+
+# -- the communication part of a step -----------------------------------------------------------
+@dataclass
+class CommState:
+    """What the communication of a run keeps between steps (built by :func:`init_comm`).
+
+    Attributes:
+        compressor: the compressor, or None (full precision, fp32 on the wire).
+        nodes, dim, dtype: the (P, d) shape and dtype of the gradient matrices.
+        algorithm: the collective ("allgather" for compressed payloads, a dense allreduce otherwise).
+        network: the :class:`~simdist.network.AlphaBeta` model that prices the traces.
+        seed: the run's root seed (node i's generator at step t is ``node_step_rng(seed, i, t)``).
+        memory: the (P, d) error-feedback memory in ``dtype`` (None without error feedback).
+        decoded: the reused (P, d) decode buffer without error feedback (allocated on first use).
+    """
+
+    compressor: object
+    nodes: int
+    dim: int
+    dtype: np.dtype
+    algorithm: str
+    network: object
+    seed: int
+    memory: np.ndarray | None = field(default=None, repr=False)
+    decoded: np.ndarray | None = field(default=None, repr=False)
+    #: full precision: (bits per node, wire bits per node, seconds), the same every step
+    dense: tuple | None = field(default=None, repr=False)
+
+    @property
+    def error_feedback(self) -> bool:
+        return self.memory is not None
+
+
+def init_comm(compressor, nodes: int, dim: int, *, dtype=np.float64, error_feedback: bool = False,
+              network="10gbe", collective: str = "auto", seed: int = 0) -> CommState:
+    """The communication state of a run: validated parameters, the collective, zero EF memory.
+
+    Args:
+        compressor: a compressor (name, config or object) or None for full precision.
+        nodes: P >= 1. dim: d >= 1. dtype: float32 or float64, the gradients' dtype.
+        error_feedback: keep a per-node memory (needs a compressor).
+        network: a network preset name, config or :class:`~simdist.network.AlphaBeta`.
+        collective: "auto", "allgather" (compressed) or a dense allreduce (full precision).
+        seed: the run's root seed.
+
+    Returns:
+        A :class:`CommState` for :func:`communicate`.
+
+    Example:
+        >>> st = init_comm("qsgd", 4, 8, error_feedback=True, seed=1)
+        >>> G = np.arange(32.0).reshape(4, 8)
+        >>> agg, bits, wire, seconds = communicate(G.copy(), st, 0)
+        >>> agg.shape, bool(bits > 0), bool(wire >= bits), bool(seconds > 0)
+        ((8,), True, True, True)
+    """
+    P = check_int("nodes", nodes, low=1)
+    d = check_int("dim", dim, low=1)
+    dtype = np.dtype(dtype)
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+    comp = None if compressor is None else (
+        compressor if isinstance(compressor, compressors.Compressor) else compressors.make(compressor))
+    if comp is not None:
+        try:
+            comp._check_dim(d)
+        except ValueError as exc:
+            raise ValueError(f"compressor {comp} does not fit the problem's dimension d={d}: {exc}") from None
+    net = network if isinstance(network, AlphaBeta) else make_network(network)
+    algo = _collective(collective, comp is not None)
+    if error_feedback and comp is None:
+        raise ValueError("error_feedback needs a compressor (full precision has no compression error)")
+    st = CommState(comp, P, d, dtype, algo, net, int(seed))
+    if error_feedback:
+        st.memory = np.zeros((P, d), dtype)
+    if comp is None:
+        trace = allreduce_trace(algo, P, d, 4)  # fp32 on the wire
+        st.dense = (32.0 * d, trace.total_bits / P, net.price(trace))
+    return st
+
+
+def communicate(G: np.ndarray, state: CommState, t: int):
+    """Steps 3-4 of a step: compress (with error feedback), aggregate, measure and price.
+
+    Args:
+        G: the (P, d) finite gradient matrix, C-contiguous, writable, of ``state.dtype``. With error
+            feedback it is **consumed**: on return it holds p = G + e_old (see the module docstring).
+        state: the run's :class:`CommState` (its memory is updated in place).
+        t: the step index (seeds the nodes' generators).
+
+    Returns:
+        ``(agg, bits, wire_bits, seconds)``: the (d,) float64 mean of the decoded gradients (what every
+        node applies), bits sent per node (mean over nodes, exact payload sizes), bits on the wire
+        per node (from the collective's trace), and the network model's price of the trace.
+
+    Raises:
+        Diverged: the values cannot be sent (beyond the float32 range of the wire, or an
+            error-feedback sum that overflows or exceeds what the compressor can encode).
+    """
+    comp, P, d = state.compressor, state.nodes, state.dim
+    if G.shape != (P, d) or G.dtype != state.dtype or not (G.flags.c_contiguous and G.flags.writeable):
+        raise ValueError(f"G must be a writable C-contiguous ({P}, {d}) {state.dtype} array, got "
+                         f"{G.dtype} {G.shape}")
+    agg = np.empty(d, np.float64)
+    if comp is None:  # full precision: the allreduce sends fp32
+        if G.dtype == np.float32:
+            _mean_rows(G, agg)
+        else:
+            with np.errstate(over="ignore"):
+                G32 = G.astype(np.float32)
+            if not np.all(np.isfinite(G32)):
+                raise Diverged(f"gradient beyond the float32 range of the wire at step {t} (diverged)")
+            _mean_rows(G32, agg)
+        return (agg, *state.dense)
+    E = state.memory
+    if E is not None:
+        np.add(G, E, out=G)  # a. p = G + e_old, in G's storage
+    rngs = _node_rngs(comp, state.seed, t, P)
+    try:
+        batch = comp.compress_batch(G, rngs)  # b.
+    except ValueError as exc:  # G is finite, of the right shape and dtype: the values are out of range
+        what = "gradient + error-feedback memory" if E is not None else "gradient"
+        raise Diverged(f"{comp.name} cannot encode the {what} at step {t} (diverged): {exc}") from None
+    if E is not None:
+        comp.decompress_batch(batch, out=E)  # c. E = c
+        _mean_rows_and_residual(G, E, agg)  # d. agg = mean(c); E = p - c
+    else:
+        if state.decoded is None:
+            state.decoded = np.empty((P, d), state.dtype)
+        _mean_rows(comp.decompress_batch(batch, out=state.decoded), agg)
+    trace = allgather_bits(batch.nbits, state.algorithm)
+    return agg, float(batch.nbits.mean()), trace.total_bits / P, state.network.price(trace)
+
+
 def run(config: TrainConfig, *, progress: bool = False, problem=None) -> History:
     """Run one training from a :class:`TrainConfig` and return its :class:`History`.
 
@@ -74,34 +300,27 @@ def run(config: TrainConfig, *, progress: bool = False, problem=None) -> History
     prob = problem if problem is not None else problems.make(cfg.problem)
     d, P, B, T = prob.dim, cfg.nodes, cfg.batch_size, cfg.steps
     comp = None if cfg.compressor is None else compressors.make(cfg.compressor)
+    if P > prob.n_samples:
+        raise ValueError(f"nodes must be in [1, {prob.n_samples}] (the problem's number of samples), got {P}")
+    lr = schedules.make(cfg.lr)
     if comp is not None:
         try:
             comp._check_dim(d)
         except ValueError as exc:
             raise ValueError(f"compressor {comp} does not fit the problem's dimension d={d}: {exc}") from None
-    if P > prob.n_samples:
-        raise ValueError(f"nodes must be in [1, {prob.n_samples}] (the problem's number of samples), got {P}")
-    lr = schedules.make(cfg.lr)
-    net = network.make(cfg.network)
+    net = make_network(cfg.network)
     compute_s = 0.0
     if cfg.compute is not None:
-        cm = network.make_compute(cfg.compute)
+        cm = make_compute(cfg.compute)
         compute_s = cm.step_time(B, None if cm.seconds_per_sample is not None else prob.flops_per_sample)
-    algo = _collective(cfg.collective, comp is not None)
-    ef = ErrorFeedback(comp) if (cfg.error_feedback and comp is not None) else None
-    if cfg.error_feedback and comp is None:
-        raise ValueError("error_feedback needs a compressor (full precision has no compression error)")
+    comm = init_comm(comp, P, d, dtype=getattr(prob, "dtype", np.float64), error_feedback=cfg.error_feedback,
+                     network=net, collective=cfg.collective, seed=cfg.seed)
 
     parts = prob.partition(P, cfg.partition, cfg.seed)
     from ..problems.partition import sample_minibatch
 
     x = np.array(prob.x0, dtype=np.float64)
     v = np.zeros_like(x)
-    state = ef.init((P, d)) if ef is not None else None
-    if comp is None:
-        dense_trace = allreduce_trace(algo, P, d, 4)  # fp32 on the wire
-        dense_time = net.price(dense_trace)
-        dense_wire = dense_trace.total_bits / P
 
     hist = {k: np.zeros(T) for k in ("loss", "grad_norm", "bits", "wire_bits", "sim_time", "wall_time")}
     stop_reason, stopped_at, last_loss = None, None, float("nan")
@@ -120,25 +339,15 @@ def run(config: TrainConfig, *, progress: bool = False, problem=None) -> History
         if not np.all(np.isfinite(G)):
             stop_reason, stopped_at = f"non-finite gradient at step {t}", t
             break
+        grad_norm = float(np.linalg.norm(G.mean(axis=0)))  # before communicate consumes G
+        if G.dtype != comm.dtype or not (G.flags.c_contiguous and G.flags.writeable):
+            G = np.array(G, dtype=comm.dtype, order="C")
         # 3. compression  4. aggregation
-        if comp is None:
-            with np.errstate(over="ignore"):
-                G32 = G.astype(np.float32)  # fp32 on the wire, as the allreduce sends it
-            if not np.all(np.isfinite(G32)):
-                stop_reason, stopped_at = f"gradient beyond the float32 range of the wire at step {t} (diverged)", t
-                break
-            agg = G32.astype(np.float64).mean(axis=0)
-            bits, wire, comm_s = 32.0 * d, dense_wire, dense_time
-        else:
-            rngs = _node_rngs(comp, cfg.seed, t, P)
-            if ef is not None:
-                batch, state = ef.compress_batch(G, state, rngs)
-            else:
-                batch = comp.compress_batch(G, rngs)
-            Y = comp.decompress_batch(batch)
-            agg = Y.astype(np.float64).mean(axis=0)
-            trace = allgather_bits(batch.nbits, algo)
-            bits, wire, comm_s = float(batch.nbits.mean()), trace.total_bits / P, net.price(trace)
+        try:
+            agg, bits, wire, comm_s = communicate(G, comm, t)
+        except Diverged as exc:
+            stop_reason, stopped_at = str(exc), t
+            break
         # 5. update
         v = cfg.momentum * v + agg
         x = x - lr(t) * v
@@ -150,7 +359,7 @@ def run(config: TrainConfig, *, progress: bool = False, problem=None) -> History
             stop_reason, stopped_at = f"non-finite loss at step {t} (diverged)", t
             break
         hist["loss"][t] = last_loss
-        hist["grad_norm"][t] = float(np.linalg.norm(G.mean(axis=0)))
+        hist["grad_norm"][t] = grad_norm
         hist["bits"][t], hist["wire_bits"][t] = bits, wire
         hist["sim_time"][t] = compute_s + comm_s
         hist["wall_time"][t] = time.perf_counter() - t0
