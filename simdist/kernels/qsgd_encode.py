@@ -38,6 +38,7 @@ from ..coding.bitbuf import store_be64
 from .._validate import NonFiniteInput
 from ..coding.elias import omega_str
 from ..rng import uniform_word
+from .select import workspace
 
 __all__ = ["encode", "row_capacity", "scale_bits", "f32_value", "F32_INF_BITS"]
 
@@ -334,7 +335,9 @@ def encode(X, keys, s, b, use_max, elias, width):
     n, d = X.shape
     cap = ((row_capacity(d, b, s, elias, width) + 7) >> 3) + 8  # + 8: slack for word stores
     region = np.arange(n + 1, dtype=np.int64) * cap
-    scratch = np.empty(n * cap, np.uint8)
+    # one row: the scratch becomes the returned buffer (shrunk in place); several rows: the scratch
+    # is compacted into a new buffer, so it is reused across calls (no fresh pages every step)
+    scratch = np.empty(n * cap, np.uint8) if n == 1 else workspace("qsgd_scratch", n * cap, np.uint8, keep_large=True)
     nbits = np.empty(n, np.int64)
     bad = _encode_kernel(X, np.asarray(keys, np.uint64), np.int64(s), np.int64(b), use_max, elias,
                          np.int64(width), ENC_CODE, ENC_LEN, ENC_TOP, ENC_LEN2, region, scratch, nbits)

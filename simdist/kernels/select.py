@@ -317,7 +317,7 @@ _local = threading.local()
 WORKSPACE_MAX_BYTES = 1 << 26
 
 
-def workspace(name: str, size: int, dtype, zero: bool = False) -> np.ndarray:
+def workspace(name: str, size: int, dtype, zero: bool = False, keep_large: bool = False) -> np.ndarray:
     """A reusable scratch array of at least ``size`` entries (per thread, per name and dtype).
 
     The kernels' internal buffers come from here so that repeated calls do not pay fresh-page
@@ -325,11 +325,13 @@ def workspace(name: str, size: int, dtype, zero: bool = False) -> np.ndarray:
     Arrays up to :data:`WORKSPACE_MAX_BYTES` are kept (at their largest size) until
     :func:`clear_workspace`; larger ones are allocated per call. Never return them to a caller.
     With ``zero=True`` a new array starts zeroed (for kernels that keep it all zero on exit).
+    ``keep_large=True`` keeps the array whatever its size (batch scratch of the simulator's hot
+    loop, reused every step; :func:`clear_workspace` frees it).
     """
     dtype = np.dtype(dtype)
     size = max(int(size), 1)
     alloc = np.zeros if zero else np.empty
-    if size * dtype.itemsize > WORKSPACE_MAX_BYTES:
+    if size * dtype.itemsize > WORKSPACE_MAX_BYTES and not keep_large:
         return alloc(size, dtype=dtype)
     cache = _local.__dict__.setdefault("arrays", {})
     key = (name, dtype.str)
