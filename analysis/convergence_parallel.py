@@ -89,7 +89,7 @@ class EngineRun:
 
 def engine_sgd(problem, *, nodes: int, steps: int, lr, batch_size: int = 1, seed: int = 0,
                partition: str = "iid", record_loss: bool = True) -> EngineRun:
-    """Full-precision data-parallel SGD exactly as :func:`simdist.train` runs it, plus the iterate average.
+    """Full-precision data-parallel SGD run by :func:`simdist.train`, plus the iterate average (via its callback).
 
     Args:
         problem: a problem object (``simdist.problems``).
@@ -110,25 +110,20 @@ def engine_sgd(problem, *, nodes: int, steps: int, lr, batch_size: int = 1, seed
         >>> r.loss.shape, r.x_avg.shape
         ((3,), (2,))
     """
-    from simdist.engine import schedules
+    import simdist
 
-    sampling_rng, sample_minibatch = _engine_parts()
-    P, T = check_int("nodes", nodes, low=1), check_int("steps", steps, low=1)
-    B = check_int("batch_size", batch_size, low=1)
-    sched = schedules.make(lr)
-    parts = problem.partition(P, partition, seed)
-    x = np.array(problem.x0, dtype=np.float64)
-    acc = np.zeros_like(x)
-    loss = np.zeros(T if record_loss else 0)
-    for t in range(T):
-        idx = sample_minibatch(parts, B, sampling_rng(seed, t))  # 1. minibatches
-        G = problem.grads(x, idx)  # 2. gradients
-        agg = _aggregate(G)  # 4. aggregation (full precision)
-        x = x - sched(t) * agg  # 5. update (momentum 0: v = agg)
-        acc += x
-        if record_loss:
-            loss[t] = problem.loss(x)
-    return EngineRun(x, acc / T, loss)
+    T = check_int("steps", steps, low=1)
+    acc = np.zeros(problem.dim)
+    last = {}
+
+    def collect(t, x, agg):  # the engine's public per-step hook: x is x_{t+1}
+        acc.__iadd__(x)
+        last["x"] = x
+
+    h = simdist.train(problem, None, nodes=nodes, steps=T, lr=lr, batch_size=batch_size, seed=seed,
+                      partition=partition, eval_every=1 if record_loss else T, callback=collect)
+    loss = h.loss.copy() if record_loss else np.zeros(0)
+    return EngineRun(np.array(last["x"]), acc / T, loss)
 
 
 def engine_averaged_gradients(problem, x, *, nodes: int, trials: int, batch_size: int = 1, seed: int = 0,

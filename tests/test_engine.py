@@ -114,3 +114,12 @@ def test_examples_are_valid_configs():
         cfg = TrainConfig.from_toml(p)
         names.add(cfg.problem["name"])
     assert names >= set(simdist.problems.available())
+
+
+def test_callback_sees_every_iterate_and_the_applied_gradient():
+    seen = []
+    h = simdist.train("mean_estimation", None, nodes=2, steps=4, lr=0.5, callback=lambda t, x, g: seen.append((t, x.copy(), g.copy())))
+    assert [t for t, _, _ in seen] == [0, 1, 2, 3]
+    x0 = simdist.problems.make("mean_estimation").x0
+    assert np.allclose(seen[0][1], x0 - 0.5 * seen[0][2])  # x_1 = x_0 - lr * agg_0 (momentum 0)
+    assert np.array_equal(seen[-1][1], np.array(h.extra["x_final"]))

@@ -287,7 +287,7 @@ def communicate(G: np.ndarray, state: CommState, t: int):
     return agg, float(batch.nbits.mean()), trace.total_bits / P, state.network.price(trace)
 
 
-def run(config: TrainConfig, *, progress: bool = False, problem=None) -> History:
+def run(config: TrainConfig, *, progress: bool = False, problem=None, callback=None) -> History:
     """Run one training from a :class:`TrainConfig` and return its :class:`History`.
 
     Args:
@@ -295,6 +295,9 @@ def run(config: TrainConfig, *, progress: bool = False, problem=None) -> History
         progress: show a progress bar (tqdm, on stderr).
         problem: an already-built problem object to use instead of building ``config.problem``
             (its config must be ``config.problem``).
+        callback: called as ``callback(t, x, agg)`` after the update of every step, with the new
+            iterate x_{t+1} and the aggregated gradient every node applied (read-only views: copy
+            them to keep them). For measurements the history does not hold (iterate averages, ...).
     """
     cfg = config
     prob = problem if problem is not None else problems.make(cfg.problem)
@@ -351,6 +354,10 @@ def run(config: TrainConfig, *, progress: bool = False, problem=None) -> History
         # 5. update
         v = cfg.momentum * v + agg
         x = x - lr(t) * v
+        if callback is not None:
+            x.setflags(write=False)
+            agg.setflags(write=False)
+            callback(t, x, agg)
         # 6. loss, divergence
         if t % cfg.eval_every == 0 or t == T - 1:
             with np.errstate(over="ignore", invalid="ignore"):
@@ -379,7 +386,8 @@ def run(config: TrainConfig, *, progress: bool = False, problem=None) -> History
 
 def train(problem, compressor=None, *, nodes: int = 4, steps: int = 100, lr=0.1, batch_size: int = 1, seed: int = 0,
           network="10gbe", compute=None, collective: str = "auto", error_feedback: bool = False,
-          momentum: float = 0.0, partition: str = "iid", eval_every: int = 1, progress: bool = False) -> History:
+          momentum: float = 0.0, partition: str = "iid", eval_every: int = 1, progress: bool = False,
+          callback=None) -> History:
     """Train with P simulated nodes and return the :class:`History`.
 
     Args:
@@ -390,6 +398,7 @@ def train(problem, compressor=None, *, nodes: int = 4, steps: int = 100, lr=0.1,
         nodes, steps, lr, batch_size, seed, network, compute, collective, error_feedback, momentum,
             partition, eval_every: see :class:`TrainConfig`.
         progress: show a progress bar.
+        callback: ``callback(t, x, agg)`` after every step's update (see :func:`run`).
 
     Returns:
         The run's :class:`History` (per-step loss, grad_norm, bits, wire_bits, sim_time, wall_time).
@@ -418,7 +427,7 @@ def train(problem, compressor=None, *, nodes: int = 4, steps: int = 100, lr=0.1,
             cfg = TrainConfig.from_dict(problem)
         else:
             cfg = TrainConfig.from_toml(problem)
-        return run(cfg, progress=progress)
+        return run(cfg, progress=progress, callback=callback)
     obj = problem if isinstance(problem, Problem) else None
     spec = problem.get_config() if obj is not None else problem
     if compressor is not None and not isinstance(compressor, (str, dict)):
@@ -426,4 +435,4 @@ def train(problem, compressor=None, *, nodes: int = 4, steps: int = 100, lr=0.1,
     cfg = TrainConfig(problem=spec, compressor=compressor, nodes=nodes, steps=steps, lr=lr, batch_size=batch_size,
                       seed=seed, network=network, compute=compute, collective=collective,
                       error_feedback=error_feedback, momentum=momentum, partition=partition, eval_every=eval_every)
-    return run(cfg, progress=progress, problem=obj)
+    return run(cfg, progress=progress, problem=obj, callback=callback)
