@@ -10,6 +10,10 @@ Modules (see ``/work/shared/THEORY.md`` for the statements and how sure we are o
 * :mod:`analysis.lower_bounds` -- Tsitsiklis-Luo, Omega(d/B), Safaryan-Shulgin-Richtarik.
 * :mod:`analysis.collectives` -- alpha-beta costs of ring, recursive doubling, Rabenseifner and
   allgather (Thakur-Rabenseifner-Gropp 2005), and the SparCML sparse allreduce forms.
+* :mod:`analysis.convergence_parallel` -- exact variance of the engine's averaged gradient under
+  partitioned sampling, and the exact SGD suboptimality of mean estimation (issue 3, items 5a-5b).
+* :mod:`analysis.convergence_compressed` -- steps-to-target, paired one-sided mean tests used by the
+  compressed-convergence reproductions (items 5c-5e).
 * :mod:`analysis.montecarlo` -- Monte-Carlo estimators with confidence intervals and :class:`Verdict`.
 * :mod:`analysis.checks` -- :func:`check_compressor`: every statement that applies to a compressor.
 
@@ -18,4 +22,7 @@ Every function takes plain numbers or float arrays, returns floats, and raises `
 THEORY.md: [V] read in the paper, [M] standard form (constants not verified), [D] exact identity.
 """
 
-__all__ = ["qsgd", "quantizers", "sparsification", "sgd", "lower_bounds", "collectives", "montecarlo", "checks"]
+__all__ = [
+    "qsgd", "quantizers", "sparsification", "sgd", "lower_bounds", "collectives",
+    "convergence_parallel", "convergence_compressed", "montecarlo", "checks",
+]

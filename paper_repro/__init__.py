@@ -19,6 +19,9 @@ REPROS = {
     "qsgd_bits": "paper_repro.qsgd_bits",
     "sgd_averaging": "paper_repro.sgd_averaging",
     "bubeck_parallel": "paper_repro.bubeck_parallel",
+    "qsgd_convergence": "paper_repro.qsgd_convergence",
+    "sign_counterexample": "paper_repro.sign_counterexample",
+    "topk_convergence": "paper_repro.topk_convergence",
 }
 
 
