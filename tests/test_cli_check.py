@@ -86,7 +86,7 @@ class _Biased(Compressor):
 
 def test_failing_statement_exits_1(capsys, monkeypatch):
     available()  # load the built-ins first
-    monkeypatch.setitem(registry._REGISTRY, _Biased.name, _Biased)
+    monkeypatch.setitem(registry.REGISTRY._classes, _Biased.name, _Biased)
     assert main(["check", _Biased.name, "--dim", "16", "--trials", "5"]) == 1
     out = capsys.readouterr().out
     assert "FAIL" in out and "E[C(x)] = x" in out

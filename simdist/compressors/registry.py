@@ -1,4 +1,4 @@
-"""Registry of compressors by name (no if/elif factory).
+"""Registry of compressors by name (see :class:`simdist.registry.Registry`).
 
 Example:
     >>> from simdist import compressors
@@ -9,12 +9,9 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
+from ..registry import Registry
 
 __all__ = ["register", "make", "available", "get"]
-
-_REGISTRY: dict[str, type] = {}
 
 #: Built-in compressor modules, imported on first use of the registry.
 _BUILTIN = (
@@ -30,40 +27,11 @@ _BUILTIN = (
     "threshold",
     "chain",
 )
-_loaded = False
 
-
-def register(cls):
-    """Class decorator: add a compressor class under ``cls.name``; duplicates are an error."""
-    name = getattr(cls, "name", "")
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"{cls.__name__} must define a non-empty class attribute 'name'")
-    if name in _REGISTRY and _REGISTRY[name] is not cls:
-        raise ValueError(f"a compressor named {name!r} is already registered ({_REGISTRY[name].__name__})")
-    _REGISTRY[name] = cls
-    return cls
-
-
-def _load_builtins() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        for mod in _BUILTIN:
-            importlib.import_module(f"simdist.compressors.{mod}")
-
-
-def available() -> list[str]:
-    """Sorted names of the registered compressors."""
-    _load_builtins()
-    return sorted(_REGISTRY)
-
-
-def get(name: str) -> type:
-    """The compressor class registered under ``name``."""
-    _load_builtins()
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown compressor {name!r}; available: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]
+REGISTRY = Registry("compressor", "simdist.compressors", _BUILTIN)
+register = REGISTRY.register
+available = REGISTRY.available
+get = REGISTRY.get
 
 
 def make(spec, **params):
@@ -85,16 +53,5 @@ def make(spec, **params):
 
     if isinstance(spec, Compressor) and not params:
         return spec
-    if isinstance(spec, dict):
-        if params:
-            raise TypeError("pass either a config dict or a name with keyword parameters, not both")
-        params = dict(spec)
-        spec = params.pop("name", None)
-    if not isinstance(spec, str):
-        raise TypeError(f"spec must be a compressor name or a config dict, got {type(spec).__name__}")
-    cls = get(spec)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(params) - names
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {sorted(unknown)} for {spec!r}; allowed: {sorted(names)}")
+    cls, params = REGISTRY.resolve(spec, params)
     return cls(**params)

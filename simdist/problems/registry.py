@@ -11,49 +11,17 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-import inspect
+from ..registry import Registry
 
 __all__ = ["register", "make", "available", "get"]
 
-_REGISTRY: dict[str, type] = {}
-
 #: Built-in problem modules, imported on first use of the registry.
 _BUILTIN = ("mean_estimation", "least_squares", "logistic", "mlp_digits", "sign_counterexample")
-_loaded = False
 
-
-def register(cls):
-    """Class decorator: add a problem class under ``cls.name``; duplicates are an error."""
-    name = getattr(cls, "name", "")
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"{cls.__name__} must define a non-empty class attribute 'name'")
-    if name in _REGISTRY and _REGISTRY[name] is not cls:
-        raise ValueError(f"a problem named {name!r} is already registered ({_REGISTRY[name].__name__})")
-    _REGISTRY[name] = cls
-    return cls
-
-
-def _load_builtins() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        for mod in _BUILTIN:
-            importlib.import_module(f"simdist.problems.{mod}")
-
-
-def available() -> list[str]:
-    """Sorted names of the registered problems."""
-    _load_builtins()
-    return sorted(_REGISTRY)
-
-
-def get(name: str) -> type:
-    """The problem class registered under ``name``."""
-    _load_builtins()
-    if not isinstance(name, str) or name not in _REGISTRY:
-        raise ValueError(f"unknown problem {name!r}; available: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]
+REGISTRY = Registry("problem", "simdist.problems", _BUILTIN)
+register = REGISTRY.register
+available = REGISTRY.available
+get = REGISTRY.get
 
 
 def make(spec, **params):
@@ -78,16 +46,5 @@ def make(spec, **params):
         if params:
             raise TypeError("pass either a problem object or a name with keyword parameters, not both")
         return spec
-    if isinstance(spec, dict):
-        if params:
-            raise TypeError("pass either a config dict or a name with keyword parameters, not both")
-        params = dict(spec)
-        spec = params.pop("name", None)
-    if not isinstance(spec, str):
-        raise TypeError(f"spec must be a problem name or a config dict, got {type(spec).__name__}")
-    cls = get(spec)
-    names = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-    unknown = set(params) - set(names)
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {sorted(unknown)} for problem {spec!r}; allowed: {sorted(names)}")
+    cls, params = REGISTRY.resolve(spec, params)
     return cls(**params)
