@@ -6,6 +6,7 @@ Example:
     ['allgather', 'rabenseifner', 'recursive_doubling', 'ring']
 """
 
+from . import sparse  # SparCML sparse allreduces: sparse.available(), sparse.make(name)
 from .dense import Algorithm, available, make
 from .simulated import SimulatedTransport
 from .trace import Trace
