@@ -22,6 +22,8 @@ REPROS = {
     "qsgd_convergence": "paper_repro.qsgd_convergence",
     "sign_counterexample": "paper_repro.sign_counterexample",
     "topk_convergence": "paper_repro.topk_convergence",
+    "sparcml": "paper_repro.sparcml",
+    "scaling": "paper_repro.scaling",
 }
 
 
