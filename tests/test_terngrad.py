@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from _mutations import mutate
 from scipy.stats import norm as normal
 
 from simdist import DecodeError, compressors
@@ -182,14 +184,7 @@ def test_fuzz_mutations(which, seed, data):
     c, d = FUZZ[which]
     x = np.random.default_rng(seed).standard_normal(d)
     msg = bytearray(c.compress(x, np.random.default_rng(seed)).to_bytes())
-    kind = data.draw(st.sampled_from(["truncate", "flip", "append"]))
-    if kind == "truncate":
-        msg = msg[: data.draw(st.integers(0, len(msg) - 1))]
-    elif kind == "flip":
-        for i in data.draw(st.lists(st.integers(0, 8 * len(msg) - 1), min_size=1, max_size=4)):
-            msg[i // 8] ^= 1 << (7 - i % 8)
-    else:
-        msg += data.draw(st.binary(min_size=1, max_size=4))
+    kind, msg = mutate(data, msg)
     try:
         y = _decode(c, bytes(msg), d)
     except DecodeError:
