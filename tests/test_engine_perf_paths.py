@@ -11,7 +11,7 @@ import pytest
 
 import simdist
 from simdist import problems
-from simdist.collectives.fastpath import allgather_bits, allreduce_trace
+from simdist.collectives.fastpath import allgather_bits, allreduce_sum, allreduce_trace
 from simdist.collectives.trace import Trace
 from simdist.compressors import make
 from simdist.compressors.error_feedback import ErrorFeedback
@@ -187,7 +187,8 @@ def test_full_precision_communication_and_bad_inputs():
     st = init_comm(None, P, d, collective="rabenseifner")
     G = _matrix(np.random.default_rng(0), P, d, np.float64)
     agg, bits, wire, secs = communicate(G.copy(), st, 0)
-    assert agg.tobytes() == G.astype(np.float32).astype(np.float64).mean(axis=0).tobytes()
+    total, _ = allreduce_sum(G.astype(np.float32), "rabenseifner")  # the executed algorithm's fp32 sum
+    assert agg.tobytes() == (total.astype(np.float64) / P).tobytes()
     tr = allreduce_trace("rabenseifner", P, d, 4)
     assert bits == 32 * d and wire == tr.total_bits / P and secs == make_net("10gbe").price(tr)
     with pytest.raises(Diverged, match="float32 range"):

@@ -14,7 +14,7 @@ import sys
 __all__ = ["main", "build_parser"]
 
 #: Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = ("train", "check", "repro")
+COMMANDS = ("train", "launch", "check", "repro")
 
 DESCRIPTION = """\
 simdist: simulate and validate communication-efficient distributed SGD.

@@ -8,7 +8,8 @@ Steps of one iteration t (numbered as in the code):
 3. Each node compresses its gradient (plus its error-feedback memory when asked) with its own
    generator ``node_step_rng(seed, i, t)`` (Rand-k: a generator every node derives identically,
    so the nodes share the mask); all rows in one kernel call.
-4. The collective aggregates: full precision is summed by a dense allreduce (ring by default);
+4. The collective aggregates: full precision is summed by a dense allreduce (ring by default) in
+   fp32, in the algorithm's own summation order (bit-identical to executing it, then / P);
    compressed payloads are allgathered (they cannot be summed on the way) and every node
    decodes them all. The collective's trace gives the bits on the wire and, priced by the
    network model, the communication time.
@@ -60,7 +61,7 @@ from numba import njit
 
 from .. import compressors, problems
 from .._validate import FLOAT_DTYPES, check_int
-from ..collectives.fastpath import allgather_bits, allreduce_trace
+from ..collectives.fastpath import allgather_bits, allreduce_sum, allreduce_trace
 from ..network import AlphaBeta, make_compute
 from ..network import make as make_network
 from ..rng import node_step_rng, shared_rng
@@ -77,12 +78,20 @@ class Diverged(ArithmeticError):
     """A step produced values the run cannot go on with (the message is the stop reason)."""
 
 
-def _node_rngs(comp, seed: int, t: int, P: int):
+def _node_rng(comp, seed: int, t: int, i: int):
+    """Node i's generator at step t (None for a deterministic compressor); shared by the simulator
+    and the one-process-per-node loop (:mod:`simdist.engine.distributed`)."""
     if getattr(comp, "needs_key", False):  # shared randomness: every node derives the same stream
-        return [shared_rng(seed, t) for _ in range(P)]
+        return shared_rng(seed, t)
     if not comp.needs_rng:  # deterministic compressors ignore the generators
         return None
-    return [node_step_rng(seed, i, t) for i in range(P)]
+    return node_step_rng(seed, i, t)
+
+
+def _node_rngs(comp, seed: int, t: int, P: int):
+    if not (comp.needs_rng or getattr(comp, "needs_key", False)):
+        return None
+    return [_node_rng(comp, seed, t, i) for i in range(P)]
 
 
 def _sampling_rng(seed: int, t: int) -> np.random.Generator:
@@ -257,15 +266,18 @@ def communicate(G: np.ndarray, state: CommState, t: int):
         raise ValueError(f"G must be a writable C-contiguous ({P}, {d}) {state.dtype} array, got "
                          f"{G.dtype} {G.shape}")
     agg = np.empty(d, np.float64)
-    if comp is None:  # full precision: the allreduce sends fp32
-        if G.dtype == np.float32:
-            _mean_rows(G, agg)
-        else:
+    if comp is None:  # full precision: the allreduce sends fp32 and sums in fp32, in its own order
+        G32 = G
+        if G.dtype != np.float32:
             with np.errstate(over="ignore"):
                 G32 = G.astype(np.float32)
-            if not np.all(np.isfinite(G32)):
-                raise Diverged(f"gradient beyond the float32 range of the wire at step {t} (diverged)")
-            _mean_rows(G32, agg)
+        if not np.all(np.isfinite(G32)):
+            raise Diverged(f"gradient beyond the float32 range of the wire at step {t} (diverged)")
+        with np.errstate(over="ignore"):
+            total, _ = allreduce_sum(G32, state.algorithm)  # bit-identical to the executed algorithm
+        if not np.all(np.isfinite(total)):
+            raise Diverged(f"the fp32 sum of the gradients overflows at step {t} (diverged)")
+        np.divide(total, P, out=agg, dtype=np.float64)
         return (agg, *state.dense)
     E = state.memory
     if E is not None:
@@ -287,21 +299,11 @@ def communicate(G: np.ndarray, state: CommState, t: int):
     return agg, float(batch.nbits.mean()), trace.total_bits / P, state.network.price(trace)
 
 
-def run(config: TrainConfig, *, progress: bool = False, problem=None, callback=None) -> History:
-    """Run one training from a :class:`TrainConfig` and return its :class:`History`.
-
-    Args:
-        config: the run's configuration (everything, the seed included).
-        progress: show a progress bar (tqdm, on stderr).
-        problem: an already-built problem object to use instead of building ``config.problem``
-            (its config must be ``config.problem``).
-        callback: called as ``callback(t, x, agg)`` after the update of every step, with the new
-            iterate x_{t+1} and the aggregated gradient every node applied (read-only views: copy
-            them to keep them). For measurements the history does not hold (iterate averages, ...).
-    """
-    cfg = config
+def _prepare(cfg: TrainConfig, problem=None):
+    """The validated parts of a run: ``(problem, compressor or None, lr schedule, network, compute
+    seconds per step)``; shared by :func:`run` and :func:`simdist.engine.distributed.run_rank`."""
     prob = problem if problem is not None else problems.make(cfg.problem)
-    d, P, B, T = prob.dim, cfg.nodes, cfg.batch_size, cfg.steps
+    d, P, B = prob.dim, cfg.nodes, cfg.batch_size
     comp = None if cfg.compressor is None else compressors.make(cfg.compressor)
     if P > prob.n_samples:
         raise ValueError(f"nodes must be in [1, {prob.n_samples}] (the problem's number of samples), got {P}")
@@ -316,6 +318,24 @@ def run(config: TrainConfig, *, progress: bool = False, problem=None, callback=N
     if cfg.compute is not None:
         cm = make_compute(cfg.compute)
         compute_s = cm.step_time(B, None if cm.seconds_per_sample is not None else prob.flops_per_sample)
+    return prob, comp, lr, net, compute_s
+
+
+def run(config: TrainConfig, *, progress: bool = False, problem=None, callback=None) -> History:
+    """Run one training from a :class:`TrainConfig` and return its :class:`History`.
+
+    Args:
+        config: the run's configuration (everything, the seed included).
+        progress: show a progress bar (tqdm, on stderr).
+        problem: an already-built problem object to use instead of building ``config.problem``
+            (its config must be ``config.problem``).
+        callback: called as ``callback(t, x, agg)`` after the update of every step, with the new
+            iterate x_{t+1} and the aggregated gradient every node applied (read-only views: copy
+            them to keep them). For measurements the history does not hold (iterate averages, ...).
+    """
+    cfg = config
+    prob, comp, lr, net, compute_s = _prepare(cfg, problem)
+    d, P, B, T = prob.dim, cfg.nodes, cfg.batch_size, cfg.steps
     comm = init_comm(comp, P, d, dtype=getattr(prob, "dtype", np.float64), error_feedback=cfg.error_feedback,
                      network=net, collective=cfg.collective, seed=cfg.seed)
 

@@ -1,0 +1,205 @@
+"""The torch.distributed transport, the per-rank training loop and ``simdist launch`` (4 gloo
+processes on loopback): real histories equal the simulated ones, traces equal the simulator's,
+a dead or stalled rank raises TimeoutError within the timeout, the launcher's exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="torch is not installed (CI installs it: pip install torch)")
+if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
+    pytest.skip("torch.distributed with gloo is not available", allow_module_level=True)
+
+from simdist.transports.torch_dist import decode_payload, encode_payload, free_port  # noqa: E402
+
+P = 4
+ENV = dict(os.environ, PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+def _launch(tmp_path, toml: str, *extra, timeout=20):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(textwrap.dedent(toml))
+    real, sim = tmp_path / "real.json", tmp_path / "sim.json"
+    r = subprocess.run([sys.executable, "-m", "simdist", "launch", "--nodes", str(P), "--backend", "gloo", str(cfg),
+                        "--out", str(real), "--timeout", str(timeout), *extra],
+                       capture_output=True, text=True, env=ENV, timeout=120)
+    return r, cfg, real, sim
+
+
+def _simulate(cfg, sim):
+    r = subprocess.run([sys.executable, "-m", "simdist", "train", str(cfg), "--out", str(sim), "--no-progress",
+                        "--set", f"nodes={P}"], capture_output=True, text=True, env=ENV, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return json.loads(sim.read_text())
+
+
+BASE = """\
+seed = 5
+nodes = 4
+steps = 25
+batch_size = 4
+lr = 0.05
+[problem]
+name = "least_squares"
+"""
+
+
+@pytest.mark.parametrize("extra", [
+    'error_feedback = true\n[compressor]\nname = "topk"\nk = 3\n',
+    '[compressor]\nname = "sign"\n',
+])
+def test_launch_history_equals_simulation_exactly(tmp_path, extra):
+    toml = BASE.replace("lr = 0.05\n", "lr = 0.05\n" + extra.split("[compressor]")[0]) + (
+        "[compressor]" + extra.split("[compressor]")[1])
+    r, cfg, real, sim = _launch(tmp_path, toml)
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = json.loads(real.read_text()), _simulate(cfg, sim)
+    assert len(a["loss"]) == 25 and a["stop_reason"] is None
+    for key in ("loss", "grad_norm", "bits", "wire_bits", "sim_time"):
+        assert a[key] == b[key], key  # bit-exact: the same floats
+    assert a["config"] == b["config"]
+
+
+def test_launch_full_precision_matches_simulation(tmp_path):
+    r, cfg, real, sim = _launch(tmp_path, BASE)
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = json.loads(real.read_text()), _simulate(cfg, sim)
+    # the simulator sums the fp32 rows in the ring's own order (fastpath.allreduce_sum): bit-exact
+    for key in ("loss", "grad_norm", "bits", "wire_bits", "sim_time"):
+        assert a[key] == b[key], key
+
+
+WORKER = """\
+import os, sys, time, json
+import numpy as np
+from simdist.collectives import dense
+from simdist.transports.torch_dist import TorchTransport
+mode, out = sys.argv[1], sys.argv[2]
+rank = int(os.environ["RANK"])
+tr = TorchTransport(timeout=float(os.environ["TO"]))
+res = {}
+if mode == "trace":
+    for name, data in (("ring", np.arange(10, dtype=np.float32) * (rank + 1)),
+                       ("recursive_doubling", np.arange(6, dtype=np.float64) + rank),
+                       ("rabenseifner", np.arange(7, dtype=np.float32) - rank),
+                       ("allgather", (bytes([rank] * (rank + 1)), 8 * rank + 3))):
+        o, t = tr.run(dense.make(name), data)
+        res[name] = {"out": [[b.tolist(), n] for b, n in o] if name == "allgather" else o.tolist(),
+                     "messages": t.messages().tolist(), "reductions": t.reductions().tolist()}
+else:
+    tr.run(dense.make("ring"), np.ones(8, np.float32))
+    if rank == 2:
+        if mode == "die":
+            os._exit(7)
+        time.sleep(60)
+    t0 = time.perf_counter()
+    try:
+        tr.run(dense.make("ring"), np.ones(8, np.float32), context="after the failure")
+        res = {"error": None}
+    except TimeoutError as exc:
+        res = {"error": str(exc), "seconds": time.perf_counter() - t0}
+with open(f"{out}.{rank}", "w") as f:
+    json.dump(res, f)
+"""
+
+
+def _run_workers(tmp_path, mode, timeout_s):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    port, out = free_port(), tmp_path / "res"
+    procs = [subprocess.Popen([sys.executable, str(script), mode, str(out)],
+                              env=dict(ENV, RANK=str(r), WORLD_SIZE=str(P), MASTER_ADDR="127.0.0.1",
+                                       MASTER_PORT=str(port), TO=str(timeout_s)),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for r in range(P)]
+    t0 = time.perf_counter()
+    for r, p in enumerate(procs):
+        if mode == "stall" and r == 2:
+            continue
+        p.wait(timeout=90)
+    elapsed = time.perf_counter() - t0
+    if mode == "stall":
+        procs[2].kill()
+        procs[2].wait()
+    res = {}
+    for r in range(P):
+        path = tmp_path / f"res.{r}"
+        if path.exists():
+            res[r] = json.loads(path.read_text())
+    return res, elapsed, procs
+
+
+def test_dense_collectives_over_gloo_equal_the_simulator(tmp_path):
+    from simdist.collectives import dense
+    from simdist.collectives.simulated import SimulatedTransport
+    from simdist.collectives.trace import Trace
+
+    res, _, procs = _run_workers(tmp_path, "trace", 20)
+    assert sorted(res) == list(range(P)), [p.stderr.read().decode()[-2000:] for p in procs]
+    inputs = {"ring": [np.arange(10, dtype=np.float32) * (r + 1) for r in range(P)],
+              "recursive_doubling": [np.arange(6, dtype=np.float64) + r for r in range(P)],
+              "rabenseifner": [np.arange(7, dtype=np.float32) - r for r in range(P)],
+              "allgather": [(bytes([r] * (r + 1)), 8 * r + 3) for r in range(P)]}
+    for name, data in inputs.items():
+        outs, trace = SimulatedTransport(P).run(dense.make(name), data)
+        real = Trace.from_arrays(P, np.concatenate([np.array(res[r][name]["messages"]).reshape(-1, 4) for r in range(P)]),
+                                 np.concatenate([np.array(res[r][name]["reductions"]).reshape(-1, 3) for r in range(P)]))
+        assert real == trace, name  # same (round, src, dst, nbits) and reductions, power of two P
+        for r in range(P):
+            if name == "allgather":
+                assert res[r][name]["out"] == [[list(np.frombuffer(b, np.uint8)), n] for b, n in
+                                               [(bytes(x), y) for x, y in outs[r]]]
+            else:
+                assert res[r][name]["out"] == outs[r].tolist(), name  # bit-identical sums
+
+
+@pytest.mark.parametrize("mode", ["die", "stall"])
+def test_a_dead_or_stalled_rank_makes_the_others_time_out(tmp_path, mode):
+    timeout_s = 3.0
+    res, elapsed, procs = _run_workers(tmp_path, mode, timeout_s)
+    assert 2 not in res
+    assert sorted(res) == [0, 1, 3], [p.stderr.read().decode()[-2000:] for p in procs]
+    for r in (0, 1, 3):
+        err = res[r]["error"]
+        assert err is not None and f"rank {r}:" in err and "rank" in err.split(":", 1)[1], err
+        assert res[r]["seconds"] < timeout_s + 2.0  # within the configured timeout (+ scheduling slack)
+    # the neighbours of rank 2 in the ring name it (rank 3 receives from 2)
+    assert "from rank 2" in res[3]["error"]
+    assert elapsed < 60
+
+
+def test_launcher_exit_code_and_error_of_a_failed_rank(tmp_path):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(BASE.replace("steps = 25", "steps = 2") + '[compressor]\nname = "topk"\nk = 2\n')
+    # (success and its exit code 0 are covered above) rank 0 cannot write its history (the
+    # path's parent is a file): non-zero, naming rank 0
+    r = subprocess.run([sys.executable, "-m", "simdist", "launch", "--nodes", str(P), str(cfg), "--out",
+                        str(cfg / "h.json"), "--timeout", "10"],
+                       capture_output=True, text=True, env=ENV, timeout=120)
+    assert r.returncode == 1
+    assert "rank 0 of 4 failed" in r.stderr
+    # a bad config is refused before anything starts
+    r = subprocess.run([sys.executable, "-m", "simdist", "launch", "--nodes", "0", str(cfg), "--out",
+                        str(tmp_path / "x.json")], capture_output=True, text=True, env=ENV, timeout=60)
+    assert r.returncode == 2 and "nodes" in r.stderr
+
+
+def test_wire_body_round_trip_and_rejects_malformed():
+    parts = (np.array([1, 2**40], np.int64), np.arange(3, dtype=np.float32), b"xyz", np.zeros(0, np.uint8))
+    got = decode_payload(encode_payload(parts))
+    assert got[0].tolist() == [1, 2**40] and got[1].dtype == np.float32 and got[2] == b"xyz" and got[3].size == 0
+    single = decode_payload(encode_payload(np.array([1.5, -2.0])))
+    assert single.dtype == np.float64 and single.tolist() == [1.5, -2.0]
+    body = encode_payload(parts)
+    for bad in (body[:-1], np.concatenate([body, [0]]), body[:5]):
+        with pytest.raises(ValueError, match="malformed"):
+            decode_payload(bad)
+    with pytest.raises(TypeError):
+        encode_payload([1, 2])
