@@ -1,0 +1,353 @@
+"""CUDA kernels (Numba's CUDA target) for scaled sign and fixed-width QSGD.
+
+The same source runs on a real GPU (on CuPy / Numba device arrays) and under Numba's CUDA
+simulator (``NUMBA_ENABLE_CUDASIM=1``, NumPy arrays, pure Python), which is how CI tests the
+logic on machines without a GPU. The host side is :mod:`simdist.gpu.codecs`; the wire formats
+are those of :mod:`simdist.compressors.sign` and :mod:`simdist.compressors.qsgd`, and the bytes
+are identical to the CPU kernels' for the same input and keys.
+
+Kernels (one thread per output element; grid-stride free, launch with enough threads):
+
+1. ``abs_lanes`` / ``sq_lanes``: one thread per (row, bucket, lane): lane ``l`` of a bucket adds
+   its entries ``l, l+8, ...`` in order, in float64, exactly as the CPU kernels' 8 lanes do
+   (the lane order is part of the format: it fixes the scale's bits). A bucket reduction is
+   therefore at most 8-way parallel; buckets give the rest of the parallelism.
+2. ``sign_scales`` / ``qsgd_scales``: one thread per (row, bucket): combine the lanes in the
+   CPU order (sign: ``0.0 + l0 + ... + l7``; QSGD: ``((S0+S1)+(S2+S3))+((S4+S5)+(S6+S7))``)
+   and produce the float32 scale's bit pattern (sign: round to nearest of the mean |x|;
+   QSGD: ``max(sqrt(S), max|x|)`` rounded up to float32). A non-finite float64 sum (NaN/Inf
+   input, or float64 overflow) or a scale beyond float32 sets ``flag[0]`` (1 resp. 2).
+3. ``qsgd_levels``: one thread per entry: stochastic rounding with word j of the row's
+   SplitMix64 stream (:func:`uniform_word`, the device twin of :func:`simdist.rng.uniform_word`).
+4. ``sign_pack`` / ``qsgd_pack``: one thread per output byte; every byte of the message
+   (padding included) is written, so the buffer needs no zeroing.
+5. ``sign_unpack`` / ``qsgd_unpack``: decoders, one thread per entry; every read stays inside
+   the row's bytes (the host checks that each row holds the format's fixed length first), and
+   a bad scale or level code lowers ``status[0]`` by ``cuda.atomic.min`` to a code of
+   :data:`simdist.errors.DECODE_ERRORS`.
+
+Bit-exactness on real hardware: NVVM contracts ``a * b + c`` into a fused multiply-add unless
+told otherwise, which would change the sums of squares and the rounding probabilities. The
+products that feed an addition use ``libdevice.dmul_rn`` (an uncontractable, correctly rounded
+multiply); float64 division and sqrt are IEEE on CUDA without ``fastmath``. The simulator runs
+Python arithmetic (no contraction), so this part is checked only by the real-GPU tests
+(``tests/test_gpu_device.py``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import config, cuda
+
+__all__ = [
+    "TPB", "uniform_word", "f32_bits", "f32_value",
+    "abs_lanes", "sign_scales", "sign_pack", "sign_unpack",
+    "sq_lanes", "qsgd_scales", "qsgd_levels", "qsgd_pack", "qsgd_unpack",
+]
+
+#: Threads per block of every launch.
+TPB = 128
+
+_F32_MAX = 3.4028234663852886e38
+_F32_INF_BITS = 0x7F800000
+_UNIFORM = 2.0**-32
+
+if config.ENABLE_CUDASIM:  # the simulator evaluates Python floats: no contraction to undo
+    def dmul_rn(a, b):
+        return a * b
+else:  # pragma: no cover - real GPU only
+    from numba.cuda.libdevice import dmul_rn
+
+
+# --- device helpers -----------------------------------------------------------------------------
+
+
+@cuda.jit(device=True)
+def uniform_word(key, j):
+    """Word j (in [0, 2**32)) of the SplitMix64 stream of ``key``: :func:`simdist.rng.uniform_word`."""
+    z = np.uint64(key) + np.uint64(j + 1) * np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return z >> np.uint64(32)
+
+
+@cuda.jit(device=True)
+def f32_bits(r):
+    """IEEE binary32 bits of a non-negative float64 ``r`` that is exactly a float32 (inf bits past the range)."""
+    if r == 0.0:
+        return np.int64(0)
+    if r > _F32_MAX:
+        return np.int64(_F32_INF_BITS)
+    m, e = math.frexp(r)
+    if e >= -125:
+        return np.int64(((e + 126) << 23) | (np.int64(m * 16777216.0) - 8388608))
+    return np.int64(r * 2.0**149)
+
+
+@cuda.jit(device=True)
+def f32_value(bits):
+    """float64 value of a finite non-negative binary32 bit pattern."""
+    e = (bits >> 23) & 0xFF
+    m = bits & 0x7FFFFF
+    if e == 0:
+        return math.ldexp(np.float64(m), -149)  # int exponents: Python's ldexp (simulator) wants an int
+    return math.ldexp(np.float64(m | 0x800000), int(e - 150))
+
+
+@cuda.jit(device=True)
+def _get_bits(buf, base, pos, nbits):
+    """``nbits`` (<= 32) bits at bit ``pos`` of the row starting at byte ``base``, MSB first."""
+    v = np.int64(0)
+    got = 0
+    while got < nbits:
+        byte = np.int64(buf[base + (pos >> 3)])
+        off = pos & 7
+        take = min(8 - off, nbits - got)
+        v = (v << take) | ((byte >> (8 - off - take)) & ((1 << take) - 1))
+        got += take
+        pos += take
+    return v
+
+
+# --- scaled sign ----------------------------------------------------------------------------------
+
+
+@cuda.jit
+def abs_lanes(X, b, lanes):
+    """lanes[i, k, l] = sum of |X[i, j]| over j = k*b + l, k*b + l + 8, ... < min(d, (k+1) b), in order."""
+    t = cuda.grid(1)
+    n, d = X.shape
+    nb = lanes.shape[1]
+    if t >= n * nb * 8:
+        return
+    i = t // (nb * 8)
+    r = t - i * nb * 8
+    k = r >> 3
+    lo = k * b
+    hi = min(d, lo + b)
+    acc = 0.0
+    for j in range(lo + (r & 7), hi, 8):
+        acc += abs(np.float64(X[i, j]))
+    lanes[i, k, r & 7] = acc
+
+
+@cuda.jit
+def sign_scales(lanes, b, d, bits, flag):
+    """bits[i, k] = binary32 bits of float32(lane total / |B|) (round to nearest); flag on NaN/Inf/overflow."""
+    t = cuda.grid(1)
+    n, nb = bits.shape
+    if t >= n * nb:
+        return
+    i = t // nb
+    k = t - i * nb
+    tot = 0.0
+    for l in range(8):
+        tot += lanes[i, k, l]
+    lo = k * b
+    m = min(d, lo + b) - lo
+    if not math.isfinite(tot):
+        cuda.atomic.max(flag, 0, 1)
+        bits[i, k] = _F32_INF_BITS
+        return
+    f = np.float64(np.float32(tot / m))
+    bits[i, k] = f32_bits(f)
+    if bits[i, k] >= _F32_INF_BITS:
+        cuda.atomic.max(flag, 0, 2)
+
+
+@cuda.jit
+def sign_pack(X, bits, scaled, buf, rowbytes):
+    """One thread per byte of the (n, rowbytes) message block: scale bytes, then sign bits (1 = negative)."""
+    t = cuda.grid(1)
+    n, d = X.shape
+    if t >= n * rowbytes:
+        return
+    i = t // rowbytes
+    q = t - i * rowbytes
+    hb = 4 * bits.shape[1] if scaled else 0
+    if q < hb:
+        buf[t] = (bits[i, q >> 2] >> (24 - 8 * (q & 3))) & 0xFF
+        return
+    k0 = (q - hb) * 8
+    v = 0
+    for u in range(8):
+        k = k0 + u
+        v = (v << 1) | (1 if (k < d and X[i, k] < 0) else 0)
+    buf[t] = v
+
+
+@cuda.jit
+def sign_unpack(buf, offsets, b, scaled, Y, status):
+    """Decode entry (i, k): Y[i, k] = +-scale (scale 1.0 unscaled); a NaN/Inf scale gives -6, a negative one -3."""
+    t = cuda.grid(1)
+    n, d = Y.shape
+    if t >= n * d:
+        return
+    i = t // d
+    k = t - i * d
+    base = offsets[i]
+    nb = (d + b - 1) // b
+    sc = 1.0
+    if scaled:
+        j = k // b
+        bits = _get_bits(buf, base, 32 * j, 32)
+        if (bits >> 23) & 0xFF == 0xFF:
+            cuda.atomic.min(status, 0, -6)
+            return
+        if bits >> 31:
+            cuda.atomic.min(status, 0, -3)
+            return
+        sc = f32_value(bits)
+        base += 4 * nb
+    if (buf[base + (k >> 3)] >> (7 - (k & 7))) & 1:
+        sc = -sc
+    Y[i, k] = sc
+
+
+# --- QSGD, fixed-width codes -----------------------------------------------------------------------
+
+
+@cuda.jit
+def sq_lanes(X, b, S, M):
+    """S[i, k, l] = sum of |x|*|x| and M[i, k, l] = max |x| over lane l of bucket k of row i, in order."""
+    t = cuda.grid(1)
+    n, d = X.shape
+    nb = S.shape[1]
+    if t >= n * nb * 8:
+        return
+    i = t // (nb * 8)
+    r = t - i * nb * 8
+    k = r >> 3
+    lo = k * b
+    hi = min(d, lo + b)
+    s = 0.0
+    mx = 0.0
+    for j in range(lo + (r & 7), hi, 8):
+        a = abs(np.float64(X[i, j]))
+        s += dmul_rn(a, a)  # no fused multiply-add: the CPU lanes round the product
+        if a > mx:
+            mx = a
+    S[i, k, r & 7] = s
+    M[i, k, r & 7] = mx
+
+
+@cuda.jit
+def qsgd_scales(S, M, use_max, bits, scale, flag):
+    """bits[i, k]: the float32 scale rounded up (bits), scale[i, k] its float64 value; flag 1 on a
+    non-finite sum of squares (NaN/Inf input or float64 overflow), 2 on a scale beyond float32."""
+    t = cuda.grid(1)
+    n, nb = bits.shape
+    if t >= n * nb:
+        return
+    i = t // nb
+    k = t - i * nb
+    mx = max(max(max(M[i, k, 0], M[i, k, 1]), max(M[i, k, 2], M[i, k, 3])),
+             max(max(M[i, k, 4], M[i, k, 5]), max(M[i, k, 6], M[i, k, 7])))
+    ss = ((S[i, k, 0] + S[i, k, 1]) + (S[i, k, 2] + S[i, k, 3])) + ((S[i, k, 4] + S[i, k, 5]) + (S[i, k, 6] + S[i, k, 7]))
+    scale[i, k] = 0.0
+    if not math.isfinite(ss):
+        cuda.atomic.max(flag, 0, 1)
+        bits[i, k] = _F32_INF_BITS
+        return
+    if use_max:
+        sc = mx
+    else:
+        sc = math.sqrt(ss)
+        if sc < mx:
+            sc = mx
+    r = np.float64(np.float32(sc))
+    bb = f32_bits(r)
+    if r < sc:
+        bb += 1
+    bits[i, k] = bb
+    if bb >= _F32_INF_BITS:
+        cuda.atomic.max(flag, 0, 2)
+        return
+    scale[i, k] = f32_value(bb)
+
+
+@cuda.jit
+def qsgd_levels(X, keys, s, b, scale, lev):
+    """lev[i, j] = the signed level of entry j of row i (stochastic rounding with word j of keys[i])."""
+    t = cuda.grid(1)
+    n, d = X.shape
+    if t >= n * d:
+        return
+    i = t // d
+    j = t - i * d
+    sc = scale[i, j // b]
+    v = np.float64(X[i, j])
+    lv = np.int64(0)
+    if sc != 0.0:
+        ts = dmul_rn(np.float64(s), abs(v) / sc)  # rounded product, as on the CPU (no fma into ts - lv)
+        lv = np.int64(ts)
+        p = ts - lv
+        if lv >= s:
+            lv = np.int64(s)
+            p = 0.0
+        u = np.float64(np.int64(uniform_word(keys[i], j))) * _UNIFORM
+        if u < p:
+            lv += 1
+    lev[i, j] = -lv if v < 0 else lv
+
+
+@cuda.jit
+def qsgd_pack(lev, bits, s, b, width, rowbits, buf, rowbytes):
+    """One thread per byte: per bucket the 32 scale bits, then each entry's ``level + s`` in ``width`` bits."""
+    t = cuda.grid(1)
+    n = lev.shape[0]
+    if t >= n * rowbytes:
+        return
+    i = t // rowbytes
+    pos = (t - i * rowbytes) * 8
+    end = pos + 8
+    blen = 32 + b * width  # bits of a full bucket
+    acc = np.int64(0)
+    while pos < end and pos < rowbits:
+        k = pos // blen
+        r = pos - k * blen
+        if r < 32:
+            field = bits[i, k]
+            flen = 32
+            off = r
+        else:
+            e = (r - 32) // width
+            field = np.int64(lev[i, k * b + e]) + s
+            flen = width
+            off = r - 32 - e * width
+        take = min(flen - off, end - pos)
+        acc = (acc << take) | ((field >> (flen - off - take)) & ((1 << take) - 1))
+        pos += take
+    if pos < end:
+        acc <<= end - pos
+    buf[t] = acc
+
+
+@cuda.jit
+def qsgd_unpack(buf, offsets, s, b, width, Y, status):
+    """Decode entry (i, j): ``(code - s) * (scale / s)``; -6 for a NaN/Inf scale, -3 for a negative
+    scale, a code > 2s, or a zero scale with a nonzero level."""
+    t = cuda.grid(1)
+    n, d = Y.shape
+    if t >= n * d:
+        return
+    i = t // d
+    j = t - i * d
+    k = j // b
+    blen = 32 + b * width
+    base = offsets[i]
+    bits = _get_bits(buf, base, k * blen, 32)
+    if (bits >> 23) & 0xFF == 0xFF:
+        cuda.atomic.min(status, 0, -6)
+        return
+    if bits >> 31:
+        cuda.atomic.min(status, 0, -3)
+        return
+    c = _get_bits(buf, base, k * blen + 32 + (j - k * b) * width, width)
+    if c > 2 * s or (bits == 0 and c != s):
+        cuda.atomic.min(status, 0, -3)
+        return
+    Y[i, j] = np.float64(c - s) * (f32_value(bits) / s)
