@@ -51,22 +51,10 @@ def register(subparsers) -> None:
 
 
 def _config(args):
-    import tomllib
+    from .train import load_config
 
-    from ..engine import TrainConfig
-    from .train import _override
-
-    try:
-        with open(args.config, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise ValueError(f"config file not found: {args.config}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{args.config} is not valid TOML: {exc}") from None
-    data = _override(data, args.set)
-    if args.nodes is not None:
-        data["nodes"] = args.nodes
-    return TrainConfig.from_dict(data)
+    sets = list(args.set) + ([f"nodes={args.nodes}"] if args.nodes is not None else [])
+    return load_config(args.config, sets)
 
 
 def _worker(args) -> int:

@@ -44,20 +44,27 @@ def _override(data: dict, items: list[str]) -> dict:
     return data
 
 
-def run(args) -> int:
-    """Execute ``simdist train``."""
+def load_config(path: str, overrides: list[str]):
+    """The :class:`TrainConfig` of a TOML file with ``--set KEY=VALUE`` overrides (ValueError on bad input)."""
     import tomllib
 
-    from ..engine import TrainConfig, run as run_config
+    from ..engine import TrainConfig
 
     try:
-        with open(args.config, "rb") as f:
+        with open(path, "rb") as f:
             data = tomllib.load(f)
     except FileNotFoundError:
-        raise ValueError(f"config file not found: {args.config}") from None
+        raise ValueError(f"config file not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{args.config} is not valid TOML: {exc}") from None
-    cfg = TrainConfig.from_dict(_override(data, args.set))
+        raise ValueError(f"{path} is not valid TOML: {exc}") from None
+    return TrainConfig.from_dict(_override(data, overrides))
+
+
+def run(args) -> int:
+    """Execute ``simdist train``."""
+    from ..engine import run as run_config
+
+    cfg = load_config(args.config, args.set)
     h = run_config(cfg, progress=not args.no_progress)
     path = h.save_json(args.out)
     if args.csv:
