@@ -1,16 +1,20 @@
 """Real transports: one process per rank, running the simulator's collective algorithms.
 
 * :class:`~simdist.transports.torch_dist.TorchTransport`: torch.distributed (gloo on CPU, NCCL on GPU).
+* :mod:`~simdist.transports.ddp_hook`: any simdist compressor (with or without error feedback) as a
+  PyTorch DDP comm hook: ``model.register_comm_hook(SimdistHookState(c), simdist_hook)``.
 
 torch is imported lazily: ``import simdist`` (and this package) works without it.
 """
 
-__all__ = ["TorchTransport"]
+__all__ = ["TorchTransport", "SimdistHookState", "simdist_hook"]
+
+_LAZY = {"TorchTransport": "torch_dist", "SimdistHookState": "ddp_hook", "simdist_hook": "ddp_hook"}
 
 
 def __getattr__(name):
-    if name == "TorchTransport":
-        from .torch_dist import TorchTransport
+    if name in _LAZY:
+        import importlib
 
-        return TorchTransport
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
     raise AttributeError(name)
