@@ -194,6 +194,8 @@ class TorchTransport:
     def _tensor(self, arr: np.ndarray):
         import torch
 
+        if not arr.flags.writeable:  # torch wants writable memory (a send only reads it): copy once
+            arr = arr.copy()
         t = torch.from_numpy(arr)
         return t if self._device == "cpu" else t.to(self._device)
 
