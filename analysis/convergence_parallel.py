@@ -61,7 +61,7 @@ __all__ = [
 def _engine_parts():
     # The engine's own sampling stream and minibatch sampler (private in simdist.engine.loop: a public
     # hook there, e.g. a per-step callback, would let this driver go; tests pin the equality).
-    from simdist.engine.loop import _sampling_rng
+    from simdist.engine.comm import _sampling_rng
     from simdist.problems.partition import sample_minibatch
 
     return _sampling_rng, sample_minibatch

@@ -56,7 +56,7 @@ import numpy as np  # noqa: E402
 
 from simdist.collectives.fastpath import allgather_bits  # noqa: E402
 from simdist.compressors import make  # noqa: E402
-from simdist.engine.loop import _mean_rows_and_residual, _node_rngs, communicate, init_comm  # noqa: E402
+from simdist.engine.comm import _mean_rows_and_residual, _node_rngs, communicate, init_comm  # noqa: E402
 from simdist.io import atomic_write_json  # noqa: E402
 
 COMPRESSOR = {"name": "qsgd", "s": 16, "bucket": 512}

@@ -15,7 +15,7 @@ from simdist.collectives.fastpath import allgather_bits, allreduce_sum, allreduc
 from simdist.collectives.trace import Trace
 from simdist.compressors import make
 from simdist.compressors.error_feedback import ErrorFeedback
-from simdist.engine.loop import (
+from simdist.engine.comm import (
     CommState, Diverged, _mean_rows, _mean_rows_and_residual, _sampling_rng, communicate, init_comm,
 )
 from simdist.network import make as make_net

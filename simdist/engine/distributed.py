@@ -53,7 +53,8 @@ from ..compressors.payload import PayloadBatch
 from ..problems.partition import sample_minibatch
 from .config import TrainConfig
 from .history import History
-from .loop import _collective, _mean_rows, _node_rng, _prepare, _sampling_rng
+from .comm import _collective, _mean_rows, _node_rng, _sampling_rng
+from .loop import _prepare
 
 __all__ = ["run_rank"]
 

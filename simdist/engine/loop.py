@@ -18,7 +18,7 @@ Steps of one iteration t (numbered as in the code):
    compressor can encode (e.g. a QSGD scale beyond float32), stops the run with the step and
    reason recorded.
 
-Steps 3-4 are :func:`communicate` ``(G, state, t)``, with the per-run :class:`CommState` from
+Steps 3-4 are :func:`simdist.engine.comm.communicate` ``(G, state, t)``, with the per-run state from
 :func:`init_comm`; ``benchmarks/bench_engine.py`` times exactly that function.
 
 Error feedback keeps one memory per node in gradient units (EF-SGD, Karimireddy et al. 2019, with
@@ -54,250 +54,18 @@ Both are tested.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
-from numba import njit
 
 from .. import compressors, problems
-from .._validate import FLOAT_DTYPES, check_int
-from ..collectives.fastpath import allgather_bits, allreduce_sum, allreduce_trace
-from ..network import AlphaBeta, make_compute
+from ..network import make_compute
 from ..network import make as make_network
-from ..rng import node_step_rng, shared_rng
 from . import schedules
+from .comm import Diverged, _sampling_rng, communicate, init_comm
 from .config import TrainConfig
 from .history import History
 
-__all__ = ["train", "run", "CommState", "init_comm", "communicate", "Diverged"]
-
-#: Dense allreduce algorithms usable for full precision.
-DENSE = ("ring", "recursive_doubling", "rabenseifner")
-
-class Diverged(ArithmeticError):
-    """A step produced values the run cannot go on with (the message is the stop reason)."""
-
-
-def _node_rng(comp, seed: int, t: int, i: int):
-    """Node i's generator at step t (None for a deterministic compressor); shared by the simulator
-    and the one-process-per-node loop (:mod:`simdist.engine.distributed`)."""
-    if getattr(comp, "needs_key", False):  # shared randomness: every node derives the same stream
-        return shared_rng(seed, t)
-    if not comp.needs_rng:  # deterministic compressors ignore the generators
-        return None
-    return node_step_rng(seed, i, t)
-
-
-def _node_rngs(comp, seed: int, t: int, P: int):
-    if not (comp.needs_rng or getattr(comp, "needs_key", False)):
-        return None
-    return [_node_rng(comp, seed, t, i) for i in range(P)]
-
-
-def _sampling_rng(seed: int, t: int) -> np.random.Generator:
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(4, t))))
-
-
-def _collective(name: str, compressed: bool) -> str:
-    if name == "auto":
-        return "allgather" if compressed else "ring"
-    if compressed and name != "allgather":
-        raise ValueError(f"collective={name!r} cannot aggregate compressed payloads; use 'allgather' or 'auto'")
-    if not compressed and name not in DENSE:
-        raise ValueError(f"collective must be 'auto' or one of {list(DENSE)} for full precision, got {name!r}")
-    return name
-
-
-# -- fused aggregation kernels ------------------------------------------------------------------
-# Rows are added in order 0, 1, ..., P-1 into a float64 accumulator that starts at +0.0, exactly as
-# numpy's ``Y.astype(float64).mean(axis=0)`` adds them (then one division by P), so the mean is
-# bit-identical to it (tested, signed zeros included). Four rows per sweep over the columns: the
-# accumulator (8 d bytes) is read and written once per four rows instead of once per row; the order
-# of the additions is unchanged.
-
-
-@njit(cache=True)
-def _mean_rows(Y, out):  # pragma: no cover - compiled
-    """out[j] = (sum_i Y[i, j]) / n in float64, rows added in order (as numpy's axis-0 mean)."""
-    n, d = Y.shape
-    out[:] = 0.0  # numpy's sum starts from +0.0 too (so -0.0 entries sum to +0.0)
-    i = 0
-    while i + 4 <= n:
-        y0, y1, y2, y3 = Y[i], Y[i + 1], Y[i + 2], Y[i + 3]
-        for j in range(d):
-            out[j] = (((out[j] + np.float64(y0[j])) + np.float64(y1[j])) + np.float64(y2[j])) + np.float64(y3[j])
-        i += 4
-    while i < n:
-        y0 = Y[i]
-        for j in range(d):
-            out[j] += np.float64(y0[j])
-        i += 1
-    for j in range(d):
-        out[j] /= n
-
-
-@njit(cache=True)
-def _mean_rows_and_residual(Pm, Y, out):  # pragma: no cover - compiled
-    """:func:`_mean_rows` of Y (the decoded c) and, in the same pass, Y <- Pm - Y (the memory p - c)."""
-    n, d = Y.shape
-    out[:] = 0.0
-    i = 0
-    while i + 4 <= n:
-        y0, y1, y2, y3 = Y[i], Y[i + 1], Y[i + 2], Y[i + 3]
-        p0, p1, p2, p3 = Pm[i], Pm[i + 1], Pm[i + 2], Pm[i + 3]
-        for j in range(d):
-            c0, c1, c2, c3 = y0[j], y1[j], y2[j], y3[j]
-            out[j] = (((out[j] + np.float64(c0)) + np.float64(c1)) + np.float64(c2)) + np.float64(c3)
-            y0[j] = p0[j] - c0
-            y1[j] = p1[j] - c1
-            y2[j] = p2[j] - c2
-            y3[j] = p3[j] - c3
-        i += 4
-    while i < n:
-        y0, p0 = Y[i], Pm[i]
-        for j in range(d):
-            c0 = y0[j]
-            out[j] += np.float64(c0)
-            y0[j] = p0[j] - c0
-        i += 1
-    for j in range(d):
-        out[j] /= n
-
-
-# -- the communication part of a step -----------------------------------------------------------
-@dataclass
-class CommState:
-    """What the communication of a run keeps between steps (built by :func:`init_comm`).
-
-    Attributes:
-        compressor: the compressor, or None (full precision, fp32 on the wire).
-        nodes, dim, dtype: the (P, d) shape and dtype of the gradient matrices.
-        algorithm: the collective ("allgather" for compressed payloads, a dense allreduce otherwise).
-        network: the :class:`~simdist.network.AlphaBeta` model that prices the traces.
-        seed: the run's root seed (node i's generator at step t is ``node_step_rng(seed, i, t)``).
-        memory: the (P, d) error-feedback memory in ``dtype`` (None without error feedback).
-        decoded: the reused (P, d) decode buffer without error feedback (allocated on first use).
-    """
-
-    compressor: object
-    nodes: int
-    dim: int
-    dtype: np.dtype
-    algorithm: str
-    network: object
-    seed: int
-    memory: np.ndarray | None = field(default=None, repr=False)
-    decoded: np.ndarray | None = field(default=None, repr=False)
-    #: full precision: (bits per node, wire bits per node, seconds), the same every step
-    dense: tuple | None = field(default=None, repr=False)
-
-    @property
-    def error_feedback(self) -> bool:
-        return self.memory is not None
-
-
-def init_comm(compressor, nodes: int, dim: int, *, dtype=np.float64, error_feedback: bool = False,
-              network="10gbe", collective: str = "auto", seed: int = 0) -> CommState:
-    """The communication state of a run: validated parameters, the collective, zero EF memory.
-
-    Args:
-        compressor: a compressor (name, config or object) or None for full precision.
-        nodes: P >= 1. dim: d >= 1. dtype: float32 or float64, the gradients' dtype.
-        error_feedback: keep a per-node memory (needs a compressor).
-        network: a network preset name, config or :class:`~simdist.network.AlphaBeta`.
-        collective: "auto", "allgather" (compressed) or a dense allreduce (full precision).
-        seed: the run's root seed.
-
-    Returns:
-        A :class:`CommState` for :func:`communicate`.
-
-    Example:
-        >>> st = init_comm("qsgd", 4, 8, error_feedback=True, seed=1)
-        >>> G = np.arange(32.0).reshape(4, 8)
-        >>> agg, bits, wire, seconds = communicate(G.copy(), st, 0)
-        >>> agg.shape, bool(bits > 0), bool(wire >= bits), bool(seconds > 0)
-        ((8,), True, True, True)
-    """
-    P = check_int("nodes", nodes, low=1)
-    d = check_int("dim", dim, low=1)
-    dtype = np.dtype(dtype)
-    if dtype not in FLOAT_DTYPES:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-    comp = None if compressor is None else (
-        compressor if isinstance(compressor, compressors.Compressor) else compressors.make(compressor))
-    if comp is not None:
-        try:
-            comp._check_dim(d)
-        except ValueError as exc:
-            raise ValueError(f"compressor {comp} does not fit the problem's dimension d={d}: {exc}") from None
-    net = network if isinstance(network, AlphaBeta) else make_network(network)
-    algo = _collective(collective, comp is not None)
-    if error_feedback and comp is None:
-        raise ValueError("error_feedback needs a compressor (full precision has no compression error)")
-    st = CommState(comp, P, d, dtype, algo, net, int(seed))
-    if error_feedback:
-        st.memory = np.zeros((P, d), dtype)
-    if comp is None:
-        trace = allreduce_trace(algo, P, d, 4)  # fp32 on the wire
-        st.dense = (32.0 * d, trace.total_bits / P, net.price(trace))
-    return st
-
-
-def communicate(G: np.ndarray, state: CommState, t: int):
-    """Steps 3-4 of a step: compress (with error feedback), aggregate, measure and price.
-
-    Args:
-        G: the (P, d) finite gradient matrix, C-contiguous, writable, of ``state.dtype``. With error
-            feedback it is **consumed**: on return it holds p = G + e_old (see the module docstring).
-        state: the run's :class:`CommState` (its memory is updated in place).
-        t: the step index (seeds the nodes' generators).
-
-    Returns:
-        ``(agg, bits, wire_bits, seconds)``: the (d,) float64 mean of the decoded gradients (what every
-        node applies), bits sent per node (mean over nodes, exact payload sizes), bits on the wire
-        per node (from the collective's trace), and the network model's price of the trace.
-
-    Raises:
-        Diverged: the values cannot be sent (beyond the float32 range of the wire, or an
-            error-feedback sum that overflows or exceeds what the compressor can encode).
-    """
-    comp, P, d = state.compressor, state.nodes, state.dim
-    if G.shape != (P, d) or G.dtype != state.dtype or not (G.flags.c_contiguous and G.flags.writeable):
-        raise ValueError(f"G must be a writable C-contiguous ({P}, {d}) {state.dtype} array, got "
-                         f"{G.dtype} {G.shape}")
-    agg = np.empty(d, np.float64)
-    if comp is None:  # full precision: the allreduce sends fp32 and sums in fp32, in its own order
-        G32 = G
-        if G.dtype != np.float32:
-            with np.errstate(over="ignore"):
-                G32 = G.astype(np.float32)
-        if not np.all(np.isfinite(G32)):
-            raise Diverged(f"gradient beyond the float32 range of the wire at step {t} (diverged)")
-        with np.errstate(over="ignore"):
-            total, _ = allreduce_sum(G32, state.algorithm)  # bit-identical to the executed algorithm
-        if not np.all(np.isfinite(total)):
-            raise Diverged(f"the fp32 sum of the gradients overflows at step {t} (diverged)")
-        np.divide(total, P, out=agg, dtype=np.float64)
-        return (agg, *state.dense)
-    E = state.memory
-    if E is not None:
-        np.add(G, E, out=G)  # a. p = G + e_old, in G's storage
-    rngs = _node_rngs(comp, state.seed, t, P)
-    try:
-        batch = comp.compress_batch(G, rngs)  # b.
-    except ValueError as exc:  # G is finite, of the right shape and dtype: the values are out of range
-        what = "gradient + error-feedback memory" if E is not None else "gradient"
-        raise Diverged(f"{comp.name} cannot encode the {what} at step {t} (diverged): {exc}") from None
-    if E is not None:
-        comp.decompress_batch(batch, out=E)  # c. E = c
-        _mean_rows_and_residual(G, E, agg)  # d. agg = mean(c); E = p - c
-    else:
-        if state.decoded is None:
-            state.decoded = np.empty((P, d), state.dtype)
-        _mean_rows(comp.decompress_batch(batch, out=state.decoded), agg)
-    trace = allgather_bits(batch.nbits, state.algorithm)
-    return agg, float(batch.nbits.mean()), trace.total_bits / P, state.network.price(trace)
-
+__all__ = ["train", "run"]
 
 def _prepare(cfg: TrainConfig, problem=None):
     """The validated parts of a run: ``(problem, compressor or None, lr schedule, network, compute
