@@ -1,5 +1,5 @@
 """``simdist launch --nodes 4 --backend gloo CONFIG.toml --out PATH``: the run of ``simdist train``
-on real processes, one per node, over torch.distributed; the same history file.
+on real processes, one per node, over torch.distributed or MPI; the same history file.
 
 Steps:
 
@@ -15,12 +15,24 @@ Steps:
 Under torchrun (which sets the same variables), run the workers directly::
 
     torchrun --nproc-per-node 4 -m simdist launch --worker CONFIG.toml --out run.json
+
+MPI (``--backend mpi``, needs mpi4py and an MPI runtime): the launcher runs
+``mpirun -np N [--allow-run-as-root] --oversubscribe python -m simdist launch --worker --backend mpi ...``
+(``--allow-run-as-root`` only when running as root; with the default ``--addr 127.0.0.1`` Open MPI's
+TCP traffic is restricted to the loopback interface). Each worker runs
+:func:`~simdist.engine.distributed.run_rank` over :class:`~simdist.transports.mpi.MPITransport`; a
+worker that fails (a peer timed out, or any error) prints its error and calls ``MPI_Abort``, so
+``mpirun`` stops every rank and the launcher exits non-zero. Under an existing mpirun/mpiexec
+(detected from OMPI_COMM_WORLD_RANK / PMIX_RANK / PMI_RANK), the command runs the worker directly::
+
+    mpirun -np 4 python -m simdist launch --backend mpi CONFIG.toml --out run.json
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,7 +40,7 @@ import time
 
 __all__ = ["register", "run"]
 
-HELP = "run a training on N local processes over torch.distributed (same history JSON as train)"
+HELP = "run a training on N local processes over torch.distributed or MPI (same history JSON as train)"
 
 
 def register(subparsers) -> None:
@@ -39,7 +51,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="where rank 0 writes the history (JSON)")
     p.add_argument("--nodes", type=int, default=None,
                    help="number of processes (default: the config's nodes; overrides it when given)")
-    p.add_argument("--backend", default="gloo", choices=("gloo", "nccl"), help="torch.distributed backend")
+    p.add_argument("--backend", default="gloo", choices=("gloo", "nccl", "mpi"),
+                   help="torch.distributed backend (gloo, nccl), or mpi (mpirun + mpi4py)")
     p.add_argument("--timeout", type=float, default=60.0,
                    help="seconds a rank waits for a peer (rendezvous and every message) before failing")
     p.add_argument("--addr", default="127.0.0.1", help="rendezvous address (default loopback only)")
@@ -77,10 +90,65 @@ def _worker(args) -> int:
     return 0
 
 
+def _mpi_worker(args) -> int:
+    import traceback
+
+    from ..engine.distributed import run_rank
+    from ..transports.mpi import MPITransport
+
+    tr = MPITransport(timeout=args.timeout)
+    try:
+        if args.nodes is None:
+            args.nodes = tr.size
+        h = run_rank(_config(args), tr)
+        if h is not None:
+            h.save_json(args.out)
+            s = h.summary()
+            print(f"rank 0: {s['steps']} steps over {tr.size} processes (mpi); final loss {s['final_loss']}; "
+                  f"wrote {args.out}", flush=True)
+            if h.stop_reason:
+                raise RuntimeError(f"the run stopped early: {h.stop_reason}")
+    except BaseException:  # a timeout or any failure: report it and stop the whole job (MPI_Finalize could hang)
+        print(f"[rank {tr.rank}] " + traceback.format_exc().replace("\n", f"\n[rank {tr.rank}] "),
+              file=sys.stderr, flush=True)
+        tr.abort(1)
+    return 0
+
+
+def _mpirun(args, P: int) -> int:
+    exe = shutil.which("mpirun") or shutil.which("mpiexec")
+    if exe is None:
+        print("simdist launch: --backend mpi needs mpirun or mpiexec on PATH (e.g. apt-get install openmpi-bin) "
+              "and mpi4py (pip install mpi4py)", file=sys.stderr)
+        return 2
+    cmd = [exe, "-np", str(P)]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-run-as-root")
+    cmd.append("--oversubscribe")
+    if args.addr in ("127.0.0.1", "localhost"):  # keep Open MPI's TCP traffic on the loopback interface
+        cmd += ["--mca", "oob_tcp_if_include", "lo", "--mca", "btl_tcp_if_include", "lo"]
+    cmd += [sys.executable, "-m", "simdist", "launch", "--worker", args.config, "--out", args.out,
+            "--nodes", str(P), "--backend", "mpi", "--timeout", repr(args.timeout), "--addr", args.addr]
+    for item in args.set:
+        cmd += ["--set", item]
+    code = subprocess.run(cmd).returncode
+    if code == 0:
+        return 0
+    print(f"simdist launch: the MPI job of {P} ranks failed (mpirun exit code {code}); see the ranks' errors above.",
+          file=sys.stderr)
+    return 1
+
+
 def run(args) -> int:
-    """Execute ``simdist launch`` (the launcher, or one worker with ``--worker``)."""
+    """Execute ``simdist launch`` (the launcher, or one worker with ``--worker`` or under mpirun)."""
     if args.timeout <= 0:
         raise ValueError(f"timeout must be > 0 seconds, got {args.timeout}")
+    if args.backend == "mpi":
+        from ..transports.mpi import under_mpirun
+
+        if args.worker or under_mpirun():
+            return _mpi_worker(args)
+        return _mpirun(args, _config(args).nodes)
     if args.worker:
         return _worker(args)
     from ..transports.torch_dist import free_port
