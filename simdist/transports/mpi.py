@@ -55,10 +55,9 @@ import time
 
 import numpy as np
 
-from .._validate import check_float, check_int
+from .._validate import check_float
 from ..collectives.trace import Trace
-from ..collectives.transport import Comm, Recv, Send, SendRecv, drive
-from .torch_dist import decode_payload, encode_payload
+from .p2p import PointToPointTransport
 
 __all__ = ["MPITransport", "under_mpirun"]
 
@@ -82,19 +81,7 @@ def under_mpirun(environ=None) -> bool:
     return any(k in env for k in MPI_ENV)
 
 
-class _MPIComm(Comm):
-    __slots__ = ("_transport",)
-
-    def __init__(self, rank: int, size: int, transport: "MPITransport") -> None:
-        super().__init__(rank, size)
-        self._transport = transport
-
-    def reduced(self, nbytes: int) -> None:
-        t = self._transport
-        t.trace.add_reduction(max(t._round - 1, 0), self._rank, check_int("nbytes", nbytes, low=0))
-
-
-class MPITransport:
+class MPITransport(PointToPointTransport):
     """This process's rank of an MPI communicator, driving SPMD collectives.
 
     Args:
@@ -163,84 +150,9 @@ class MPITransport:
             self._wait(self.comm.Irecv([body, self._MPI.BYTE], src, tag + 1), src, "waiting for a message from")
         return body
 
-    def _finish(self, pending: list) -> None:
-        for req, peer, what in pending:
-            if req is not None:
-                self._wait(req, peer, what)
-
-    def send_bytes(self, dst: int, body: np.ndarray) -> None:
-        """Send a uint8 array to ``dst`` (untraced: measurements and control, not the algorithm)."""
-        self._finish(self._isend(dst, np.ascontiguousarray(body, np.uint8)))
-
-    def recv_bytes(self, src: int) -> np.ndarray:
-        """Receive the uint8 array ``src`` sent with :meth:`send_bytes` (untraced)."""
-        return self._recv(src)
-
-    def gather_bytes(self, body: np.ndarray, root: int = 0) -> list | None:
-        """Every rank's uint8 array, in rank order, on ``root`` (None elsewhere); untraced."""
-        if self.rank != root:
-            self.send_bytes(root, body)
-            return None
-        return [np.asarray(body, np.uint8) if r == root else self.recv_bytes(r) for r in range(self.size)]
-
-    def bcast_bytes(self, body: np.ndarray | None, root: int = 0) -> np.ndarray:
-        """``root``'s uint8 array on every rank (a star from the root); untraced."""
-        if self.rank == root:
-            arr = np.ascontiguousarray(body, np.uint8)
-            pend = []
-            for r in range(self.size):
-                if r != root:
-                    pend += self._isend(r, arr)
-            self._finish(pend)
-            return np.asarray(body, np.uint8)
-        return self.recv_bytes(root)
-
-    # -- the transport interface --------------------------------------------------------------
-    def _handle(self, req):
-        rnd = self._round
-        if isinstance(req, Send):
-            self.trace.add_message(rnd, self.rank, req.dst, req.nbits)
-            self._finish(self._isend(req.dst, encode_payload(req.payload)))
-            result = None
-        elif isinstance(req, Recv):
-            result = decode_payload(self._recv(req.src))
-        elif isinstance(req, SendRecv):
-            self.trace.add_message(rnd, self.rank, req.dst, req.nbits)
-            pend = self._isend(req.dst, encode_payload(req.payload))
-            result = decode_payload(self._recv(req.src))
-            self._finish(pend)
-        else:  # pragma: no cover - drive() only passes requests
-            raise TypeError(f"unknown request {req!r}")
-        self._round = rnd + 1
-        return result
-
-    def run(self, algo, data, *, context: str = "", **params):
-        """Run this rank's part of ``algo(comm, data, **params)``.
-
-        Args:
-            algo: a per-rank generator function (:mod:`simdist.collectives.dense`, ...).
-            data: this rank's input.
-            context: text added to timeout messages (e.g. "at step 3").
-
-        Returns:
-            ``(output, trace)``: this rank's output and the trace of this run on this rank (its
-            sends and reductions, rounds counted from 0; see the module docstring).
-        """
-        self.trace = Trace(self.size)
-        self._round = 0
-        self._context = f" ({context})" if context else ""
-        out = drive(algo(_MPIComm(self.rank, self.size, self), data, **params), self._handle)
-        return out, self.trace
-
     def abort(self, code: int = 1) -> None:
         """``MPI_Abort``: stop every rank of the job (after a timeout or any failure). Does not return."""
         self.comm.Abort(int(code))
 
     def close(self) -> None:
         """Nothing to release: MPI is finalized by mpi4py at exit (kept for TorchTransport's interface)."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
