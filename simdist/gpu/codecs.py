@@ -17,6 +17,14 @@ same input and keys (``keys = simdist.rng.draw_keys(rng, n)``); :func:`simdist.g
 brings them to the host. The decoders take the buffer (device or host) and return the values
 on the device, raising :class:`simdist.DecodeError` like the CPU decoders.
 
+Not yet wired into ``compress`` (issue 5). The plan: (1) ``Compressor.compress``/``compress_batch`` skip
+``check_vector``/``check_matrix`` (which call ``np.asarray``) when :func:`simdist.gpu.backend.is_device_array`
+is true, checking only ndim and dtype and leaving NaN/Inf to the kernels (``NonFiniteInput``); (2)
+``Sign._encode_batch`` and ``QSGD._encode_batch`` (``encoding="fixed"``, with ``keys = draw_keys(rng, n)``)
+dispatch to these functions for device arrays; (3) ``Payload``/``PayloadBatch`` accept a device
+buffer (or the base moves it with ``to_host``), ``decompress_batch`` dispatches on the buffer's type,
+and the padding check of ``_decode_checked`` reads each row's last byte on the host.
+
 Example (runs on a GPU, or anywhere with ``NUMBA_ENABLE_CUDASIM=1``; otherwise the CPU path):
     >>> import numpy as np
     >>> from numba import cuda
