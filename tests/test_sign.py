@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _mutations import mutate
+from _mutations import check_agrees_with_reference, check_mutation_outcome, mutate
 
 from simdist import DecodeError, compressors
 from simdist.compressors.sign import Sign
@@ -126,14 +126,7 @@ FUZZ = [(Sign(), 10), (Sign(bucket=3), 7), (Sign(scaled=False), 11)]
 @given(st.sampled_from(range(len(FUZZ))), st.binary(max_size=24))
 def test_fuzz_random_bytes_agree_with_reference(which, data):
     c, d = FUZZ[which]
-    try:
-        y = _decode(c, data, d)
-    except DecodeError:
-        with pytest.raises(DecodeError):
-            ref.decode(data, d, scaled=c.scaled, bucket=c.bucket)
-        return
-    assert y.shape == (d,) and np.all(np.isfinite(y))
-    np.testing.assert_array_equal(y, ref.decode(data, d, scaled=c.scaled, bucket=c.bucket))
+    check_agrees_with_reference(c, data, d, lambda b: ref.decode(b, d, scaled=c.scaled, bucket=c.bucket))
 
 
 @settings(max_examples=150, deadline=None)
@@ -142,12 +135,7 @@ def test_fuzz_mutations(which, seed, data):
     c, d = FUZZ[which]
     msg = bytearray(c.compress(np.random.default_rng(seed).standard_normal(d)).to_bytes())
     kind, msg = mutate(data, msg)
-    try:
-        y = _decode(c, bytes(msg), d)
-    except DecodeError:
-        return  # any mutation may be rejected
-    assert kind == "flip", "a truncated or extended message was accepted"
-    assert y.shape == (d,) and np.all(np.isfinite(y))
+    check_mutation_outcome(c, kind, msg, d)
 
 
 @pytest.mark.parametrize(
