@@ -95,7 +95,8 @@ def main():
     Y = np.zeros((1, d), x.dtype)
     nb = np.zeros(1, np.int64)
     buf, offs = p.data, np.array([0, p.nbytes], np.int64)
-    dec_args = (buf, offs, a.s, a.bucket, elias, w, D.DEC_VAL, D.DEC_LEN, D.TRIPLE, D.multi_table(min(a.s, 31)), Y, nb)
+    dec_args = (buf, offs, a.s, a.bucket, elias, w, D.DEC_VAL, D.DEC_LEN, D.TRIPLE, D.multi_table(min(a.s, 31)),
+                D.chain_table(min(a.s, 31)), Y, nb)
     t_dec = best_of(lambda: D._decode_kernel(*dec_args), a.repeat)
     t_alloc = best_of(lambda: np.zeros((1, d), x.dtype)[0, ::1024].fill(1), a.repeat)
     rt = t_c + t_d

@@ -12,6 +12,10 @@ Steps:
 3. The launcher waits; when a worker fails, it stops the others and exits non-zero with that
    rank's error. A dead or stalled rank makes the others raise TimeoutError within ``--timeout``.
 
+NCCL (``--backend nccl``, one GPU per process): worker r uses GPU ``LOCAL_RANK`` = r (the launcher
+sets it; torchrun too), so ``--nodes`` may not exceed the GPUs of the machine; the messages travel
+as GPU tensors (see :mod:`simdist.transports.torch_dist`).
+
 Under torchrun (which sets the same variables), run the workers directly::
 
     torchrun --nproc-per-node 4 -m simdist launch --worker CONFIG.toml --out run.json

@@ -6,6 +6,10 @@ bytes whose padding bits are zero. Two pieces of context travel beside the bytes
 are not counted, because the receiver already has them: the dimension ``dim`` and the
 dtype the receiver wants back. Rand-k additionally uses a ``key`` that the nodes
 derive from a shared seed (so its indices are never sent).
+
+The bytes may live on a GPU: a payload of a device array (:mod:`simdist.gpu.dispatch`) holds a
+device buffer of the input's kind (CuPy, torch CUDA, Numba); ``to_bytes()`` copies it to the host,
+and the compressor decodes it on the device.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ class Payload:
     """One encoded message.
 
     Attributes:
-        data: read-only ``uint8`` array of ceil(nbits/8) bytes (the message).
+        data: read-only ``uint8`` array of ceil(nbits/8) bytes (the message), or a uint8 device array.
         nbits: exact number of bits of the message.
         dim: dimension of the vector it encodes (known to the receiver, not sent).
         dtype: dtype that ``decompress`` returns (known to the receiver, not sent).
@@ -38,7 +42,11 @@ class Payload:
     key: int | None = None
 
     def to_bytes(self) -> bytes:
-        """The message as ``bytes`` (ceil(nbits/8) of them)."""
+        """The message as ``bytes`` (ceil(nbits/8) of them; a device buffer is copied to the host)."""
+        if type(self.data) is not np.ndarray:
+            from ..gpu.backend import to_host
+
+            return to_host(self.data).tobytes()
         return self.data.tobytes()
 
     @property
@@ -55,8 +63,8 @@ class PayloadBatch:
     """The messages of n nodes, stored back to back (each starting on a byte boundary).
 
     Attributes:
-        buffer: ``uint8`` array holding every message; row i is
-            ``buffer[offsets[i]:offsets[i+1]]``.
+        buffer: ``uint8`` array holding every message (a NumPy array, or a device array for the
+            GPU path); row i is ``buffer[offsets[i]:offsets[i+1]]``.
         offsets: int64 array of n+1 byte offsets.
         nbits: int64 array of n exact message lengths in bits.
         dim, dtype, codec: as in :class:`Payload`.
@@ -79,7 +87,7 @@ class PayloadBatch:
         if not -n <= i < n:
             raise IndexError(f"row {i} out of range for a batch of {n} payloads")
         i %= n
-        data = self.buffer[self.offsets[i] : self.offsets[i + 1]]
+        data = self.buffer[int(self.offsets[i]) : int(self.offsets[i + 1])]
         key = None if self.keys is None else int(self.keys[i])
         return Payload(data, int(self.nbits[i]), self.dim, self.dtype, self.codec, key)
 

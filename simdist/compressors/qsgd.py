@@ -128,6 +128,14 @@ class QSGD(Compressor):
         buffer, offsets, nbits = _k.encode(X, keys, self.s, self._b(d), self.norm == "max", elias, self._width)
         return buffer, offsets, nbits, None
 
+    def _encode_batch_sum(self, X, E, rng):
+        """X += E fused into the encode kernel (each bucket is summed, then encoded, while in cache)."""
+        n, d = X.shape
+        keys = draw_keys(rng, n)
+        elias = self.encoding == "elias"
+        buffer, offsets, nbits = _k.encode(X, keys, self.s, self._b(d), self.norm == "max", elias, self._width, E=E)
+        return buffer, offsets, nbits, None
+
     def _decode_batch(self, buffer, offsets, d, dtype, keys, out=None):
         return _k.decode(buffer, offsets, d, self.s, self._b(d), self.encoding == "elias", self._width, dtype, out)
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from numba import njit
 
 from .. import compressors
 from .._validate import FLOAT_DTYPES, check_int
 from ..collectives.fastpath import allgather_bits, allreduce_sum, allreduce_trace
+from ..kernels.rows import mean_rows as _mean_rows  # noqa: F401 (also used by the other loops)
+from ..kernels.rows import mean_rows_and_residual as _mean_rows_and_residual  # noqa: F401
 from ..network import AlphaBeta
 from ..network import make as make_network
 from ..rng import node_step_rng, shared_rng
@@ -57,62 +58,6 @@ def _collective(name: str, compressed: bool) -> str:
     return name
 
 
-# -- fused aggregation kernels ------------------------------------------------------------------
-# Rows are added in order 0, 1, ..., P-1 into a float64 accumulator that starts at +0.0, exactly as
-# numpy's ``Y.astype(float64).mean(axis=0)`` adds them (then one division by P), so the mean is
-# bit-identical to it (tested, signed zeros included). Four rows per sweep over the columns: the
-# accumulator (8 d bytes) is read and written once per four rows instead of once per row; the order
-# of the additions is unchanged.
-
-
-@njit(cache=True)
-def _mean_rows(Y, out):  # pragma: no cover - compiled
-    """out[j] = (sum_i Y[i, j]) / n in float64, rows added in order (as numpy's axis-0 mean)."""
-    n, d = Y.shape
-    out[:] = 0.0  # numpy's sum starts from +0.0 too (so -0.0 entries sum to +0.0)
-    i = 0
-    while i + 4 <= n:
-        y0, y1, y2, y3 = Y[i], Y[i + 1], Y[i + 2], Y[i + 3]
-        for j in range(d):
-            out[j] = (((out[j] + np.float64(y0[j])) + np.float64(y1[j])) + np.float64(y2[j])) + np.float64(y3[j])
-        i += 4
-    while i < n:
-        y0 = Y[i]
-        for j in range(d):
-            out[j] += np.float64(y0[j])
-        i += 1
-    for j in range(d):
-        out[j] /= n
-
-
-@njit(cache=True)
-def _mean_rows_and_residual(Pm, Y, out):  # pragma: no cover - compiled
-    """:func:`_mean_rows` of Y (the decoded c) and, in the same pass, Y <- Pm - Y (the memory p - c)."""
-    n, d = Y.shape
-    out[:] = 0.0
-    i = 0
-    while i + 4 <= n:
-        y0, y1, y2, y3 = Y[i], Y[i + 1], Y[i + 2], Y[i + 3]
-        p0, p1, p2, p3 = Pm[i], Pm[i + 1], Pm[i + 2], Pm[i + 3]
-        for j in range(d):
-            c0, c1, c2, c3 = y0[j], y1[j], y2[j], y3[j]
-            out[j] = (((out[j] + np.float64(c0)) + np.float64(c1)) + np.float64(c2)) + np.float64(c3)
-            y0[j] = p0[j] - c0
-            y1[j] = p1[j] - c1
-            y2[j] = p2[j] - c2
-            y3[j] = p3[j] - c3
-        i += 4
-    while i < n:
-        y0, p0 = Y[i], Pm[i]
-        for j in range(d):
-            c0 = y0[j]
-            out[j] += np.float64(c0)
-            y0[j] = p0[j] - c0
-        i += 1
-    for j in range(d):
-        out[j] /= n
-
-
 # -- the communication part of a step -----------------------------------------------------------
 @dataclass
 class CommState:
@@ -139,6 +84,8 @@ class CommState:
     decoded: np.ndarray | None = field(default=None, repr=False)
     #: full precision: (bits per node, wire bits per node, seconds), the same every step
     dense: tuple | None = field(default=None, repr=False)
+    #: where the arrays live for ``device="cuda"`` (:class:`simdist.engine.device.Placement`); None: NumPy
+    placement: object = field(default=None, repr=False)
 
     @property
     def error_feedback(self) -> bool:
@@ -146,7 +93,7 @@ class CommState:
 
 
 def init_comm(compressor, nodes: int, dim: int, *, dtype=np.float64, error_feedback: bool = False,
-              network="10gbe", collective: str = "auto", seed: int = 0) -> CommState:
+              network="10gbe", collective: str = "auto", seed: int = 0, device: str = "cpu") -> CommState:
     """The communication state of a run: validated parameters, the collective, zero EF memory.
 
     Args:
@@ -156,6 +103,7 @@ def init_comm(compressor, nodes: int, dim: int, *, dtype=np.float64, error_feedb
         network: a network preset name, config or :class:`~simdist.network.AlphaBeta`.
         collective: "auto", "allgather" (compressed) or a dense allreduce (full precision).
         seed: the run's root seed.
+        device: ``"cpu"`` or ``"cuda"`` (the matrices on the GPU, see :mod:`simdist.engine.device`).
 
     Returns:
         A :class:`CommState` for :func:`communicate`.
@@ -184,8 +132,14 @@ def init_comm(compressor, nodes: int, dim: int, *, dtype=np.float64, error_feedb
     if error_feedback and comp is None:
         raise ValueError("error_feedback needs a compressor (full precision has no compression error)")
     st = CommState(comp, P, d, dtype, algo, net, int(seed))
+    xp = np
+    if device != "cpu":
+        from .device import placement
+
+        st.placement = placement(device)
+        xp = st.placement.xp
     if error_feedback:
-        st.memory = np.zeros((P, d), dtype)
+        st.memory = xp.zeros((P, d), dtype)
     if comp is None:
         trace = allreduce_trace(algo, P, d, 4)  # fp32 on the wire
         st.dense = (32.0 * d, trace.total_bits / P, net.price(trace))
@@ -210,39 +164,55 @@ def communicate(G: np.ndarray, state: CommState, t: int):
         Diverged: the values cannot be sent (beyond the float32 range of the wire, or an
             error-feedback sum that overflows or exceeds what the compressor can encode).
     """
+    if state.placement is not None:  # a run on the device (simdist.engine.device)
+        from .device import communicate_device
+
+        return communicate_device(G, state, t)
     comp, P, d = state.compressor, state.nodes, state.dim
     if G.shape != (P, d) or G.dtype != state.dtype or not (G.flags.c_contiguous and G.flags.writeable):
         raise ValueError(f"G must be a writable C-contiguous ({P}, {d}) {state.dtype} array, got "
                          f"{G.dtype} {G.shape}")
-    agg = np.empty(d, np.float64)
     if comp is None:  # full precision: the allreduce sends fp32 and sums in fp32, in its own order
-        G32 = G
-        if G.dtype != np.float32:
-            with np.errstate(over="ignore"):
-                G32 = G.astype(np.float32)
-        if not np.all(np.isfinite(G32)):
-            raise Diverged(f"gradient beyond the float32 range of the wire at step {t} (diverged)")
-        with np.errstate(over="ignore"):
-            total, _ = allreduce_sum(G32, state.algorithm)  # bit-identical to the executed algorithm
-        if not np.all(np.isfinite(total)):
-            raise Diverged(f"the fp32 sum of the gradients overflows at step {t} (diverged)")
-        np.divide(total, P, out=agg, dtype=np.float64)
-        return (agg, *state.dense)
+        return _dense(G, state, t)
+    agg = np.empty(d, np.float64)
     E = state.memory
-    if E is not None:
-        np.add(G, E, out=G)  # a. p = G + e_old, in G's storage
     rngs = _node_rngs(comp, state.seed, t, P)
-    try:
-        batch = comp.compress_batch(G, rngs)  # b.
+    try:  # a. p = G + e_old in G's storage (fused into the encoder where it can) and b. compress p
+        batch = comp.compress_batch(G, rngs) if E is None else comp.compress_batch_sum(G, E, rngs)
     except ValueError as exc:  # G is finite, of the right shape and dtype: the values are out of range
-        what = "gradient + error-feedback memory" if E is not None else "gradient"
-        raise Diverged(f"{comp.name} cannot encode the {what} at step {t} (diverged): {exc}") from None
+        raise _diverged(comp, E, t, exc) from None
     if E is not None:
-        comp.decompress_batch(batch, out=E)  # c. E = c
-        _mean_rows_and_residual(G, E, agg)  # d. agg = mean(c); E = p - c
+        comp.decompress_batch_residual(batch, G, E, agg)  # c. agg = mean(c), E = p - c (fused where it can)
     else:
         if state.decoded is None:
             state.decoded = np.empty((P, d), state.dtype)
         _mean_rows(comp.decompress_batch(batch, out=state.decoded), agg)
+    return (agg, *_measure(batch, state))
+
+
+def _dense(G: np.ndarray, state: CommState, t: int):
+    """Full precision: the fp32 sum of the executed allreduce (bit-identical fast path), / P."""
+    G32 = G
+    if G.dtype != np.float32:
+        with np.errstate(over="ignore"):
+            G32 = G.astype(np.float32)
+    if not np.all(np.isfinite(G32)):
+        raise Diverged(f"gradient beyond the float32 range of the wire at step {t} (diverged)")
+    with np.errstate(over="ignore"):
+        total, _ = allreduce_sum(G32, state.algorithm)  # bit-identical to the executed algorithm
+    if not np.all(np.isfinite(total)):
+        raise Diverged(f"the fp32 sum of the gradients overflows at step {t} (diverged)")
+    agg = np.empty(state.dim, np.float64)
+    np.divide(total, state.nodes, out=agg, dtype=np.float64)
+    return (agg, *state.dense)
+
+
+def _diverged(comp, E, t: int, exc: Exception) -> Diverged:
+    what = "gradient + error-feedback memory" if E is not None else "gradient"
+    return Diverged(f"{comp.name} cannot encode the {what} at step {t} (diverged): {exc}")
+
+
+def _measure(batch, state: CommState):
+    """(bits per node, wire bits per node, seconds) of the allgather of ``batch``'s payloads."""
     trace = allgather_bits(batch.nbits, state.algorithm)
-    return agg, float(batch.nbits.mean()), trace.total_bits / P, state.network.price(trace)
+    return float(batch.nbits.mean()), trace.total_bits / state.nodes, state.network.price(trace)

@@ -30,9 +30,11 @@ from pathlib import Path
 
 from .._validate import check_choice, check_float, check_int
 
-__all__ = ["TrainConfig", "PARTITIONS"]
+__all__ = ["TrainConfig", "PARTITIONS", "DEVICES"]
 
 PARTITIONS = ("iid", "skewed")
+#: Where a simulated run's arrays live (see :mod:`simdist.engine.device`).
+DEVICES = ("cpu", "cuda")
 
 
 def _spec(name: str, value, *, allow_none: bool = False):
@@ -68,6 +70,8 @@ class TrainConfig:
         partition: "iid" or "skewed" (label-sorted) split of the data across nodes.
         eval_every: evaluate the loss every this many steps and at the last step; the steps between
             repeat the last evaluated value (default 1: every step).
+        device: ``"cpu"`` (NumPy) or ``"cuda"``: the iterate and the (P, d) matrices on the GPU as
+            CuPy arrays, compressed with the GPU codecs (:mod:`simdist.engine.device`).
     """
 
     problem: dict
@@ -84,6 +88,7 @@ class TrainConfig:
     momentum: float = 0.0
     partition: str = "iid"
     eval_every: int = 1
+    device: str = "cpu"
 
     def __post_init__(self):
         s = object.__setattr__
@@ -111,6 +116,7 @@ class TrainConfig:
             raise TypeError(f"error_feedback must be true or false, got {self.error_feedback!r}")
         s(self, "momentum", check_float("momentum", self.momentum, low=0.0, high=1.0, high_open=True))
         check_choice("partition", self.partition, PARTITIONS)
+        check_choice("device", self.device, DEVICES)
 
     @staticmethod
     def _plain(value, name):

@@ -123,6 +123,9 @@ def run_rank(config: TrainConfig, transport, *, problem=None) -> History | None:
     d, P, B, T = prob.dim, cfg.nodes, cfg.batch_size, cfg.steps
     if transport.size != P:
         raise ValueError(f"nodes must equal the transport's world size {transport.size}, got {P}")
+    if cfg.device != "cpu":
+        raise ValueError(f"device={cfg.device!r} applies to the simulator (simdist train); one process per node keeps "
+                         f"its row on the host (--backend nccl moves the messages through the GPUs): use device='cpu'")
     i, root = transport.rank, transport.rank == 0
     algo = dense.make(_collective(cfg.collective, comp is not None))
     dtype = np.dtype(getattr(prob, "dtype", np.float64))

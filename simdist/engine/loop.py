@@ -21,6 +21,9 @@ Steps of one iteration t (numbered as in the code):
 Steps 3-4 are :func:`simdist.engine.comm.communicate` ``(G, state, t)``, with the per-run state from
 :func:`init_comm`; ``benchmarks/bench_engine.py`` times exactly that function.
 
+``device="cuda"`` (:class:`TrainConfig`) runs the same loop with the iterate, the gradient matrix and
+the memory on the GPU (``xp = cupy``) and the compressors' GPU codecs: see :mod:`simdist.engine.device`.
+
 Error feedback keeps one memory per node in gradient units (EF-SGD, Karimireddy et al. 2019, with
 the step size outside the compressor; identical to their form for a constant step):
 p_i = g_i + e_i, c_i = C(p_i), e_i <- p_i - c_i, and the update averages the c_i.
@@ -62,6 +65,7 @@ from ..network import make_compute
 from ..network import make as make_network
 from . import schedules
 from .comm import Diverged, _sampling_rng, communicate, init_comm
+from .device import check_run, placement
 from .config import TrainConfig
 from .history import History
 
@@ -104,14 +108,17 @@ def run(config: TrainConfig, *, progress: bool = False, problem=None, callback=N
     cfg = config
     prob, comp, lr, net, compute_s = _prepare(cfg, problem)
     d, P, B, T = prob.dim, cfg.nodes, cfg.batch_size, cfg.steps
+    where = placement(cfg.device)  # NumPy, or the GPU (xp = cupy; see simdist.engine.device)
+    check_run(prob, comp, where)
+    xp = where.xp
     comm = init_comm(comp, P, d, dtype=getattr(prob, "dtype", np.float64), error_feedback=cfg.error_feedback,
-                     network=net, collective=cfg.collective, seed=cfg.seed)
+                     network=net, collective=cfg.collective, seed=cfg.seed, device=cfg.device)
 
     parts = prob.partition(P, cfg.partition, cfg.seed)
     from ..problems.partition import sample_minibatch
 
-    x = np.array(prob.x0, dtype=np.float64)
-    v = np.zeros_like(x)
+    x = xp.array(prob.x0, dtype=np.float64)
+    v = xp.zeros_like(x)
 
     hist = {k: np.zeros(T) for k in ("loss", "grad_norm", "bits", "wire_bits", "sim_time", "wall_time")}
     stop_reason, stopped_at, last_loss = None, None, float("nan")
@@ -127,11 +134,13 @@ def run(config: TrainConfig, *, progress: bool = False, problem=None, callback=N
         idx = sample_minibatch(parts, B, _sampling_rng(cfg.seed, t))
         with np.errstate(over="ignore", invalid="ignore"):  # divergence is detected explicitly below
             G = prob.grads(x, idx)
-        if not np.all(np.isfinite(G)):
+        if not xp.all(xp.isfinite(G)):
             stop_reason, stopped_at = f"non-finite gradient at step {t}", t
             break
-        grad_norm = float(np.linalg.norm(G.mean(axis=0)))  # before communicate consumes G
-        if G.dtype != comm.dtype or not (G.flags.c_contiguous and G.flags.writeable):
+        grad_norm = float(xp.linalg.norm(G.mean(axis=0)))  # before communicate consumes G
+        if xp is not np:  # CuPy arrays are writable; make G contiguous in the run's dtype
+            G = xp.ascontiguousarray(G, dtype=comm.dtype)
+        elif G.dtype != comm.dtype or not (G.flags.c_contiguous and G.flags.writeable):
             G = np.array(G, dtype=comm.dtype, order="C")
         # 3. compression  4. aggregation
         try:
@@ -143,8 +152,9 @@ def run(config: TrainConfig, *, progress: bool = False, problem=None, callback=N
         v = cfg.momentum * v + agg
         x = x - lr(t) * v
         if callback is not None:
-            x.setflags(write=False)
-            agg.setflags(write=False)
+            if xp is np:
+                x.setflags(write=False)
+                agg.setflags(write=False)
             callback(t, x, agg)
         # 6. loss, divergence
         if t % cfg.eval_every == 0 or t == T - 1:
@@ -166,7 +176,7 @@ def run(config: TrainConfig, *, progress: bool = False, problem=None, callback=N
     if bar is not None:
         bar.close()
     h = History(config=cfg.to_dict(), seed=cfg.seed, stop_reason=stop_reason, stopped_at=stopped_at,
-                extra={"x_final": x.tolist() if d <= 64 else None, "problem_constants": prob.constants()})
+                extra={"x_final": where.to_host(x).tolist() if d <= 64 else None, "problem_constants": prob.constants()})
     for k, arr in hist.items():
         setattr(h, k, arr[:t_run].copy())
     return h
@@ -175,7 +185,7 @@ def run(config: TrainConfig, *, progress: bool = False, problem=None, callback=N
 def train(problem, compressor=None, *, nodes: int = 4, steps: int = 100, lr=0.1, batch_size: int = 1, seed: int = 0,
           network="10gbe", compute=None, collective: str = "auto", error_feedback: bool = False,
           momentum: float = 0.0, partition: str = "iid", eval_every: int = 1, progress: bool = False,
-          callback=None) -> History:
+          callback=None, device: str = "cpu") -> History:
     """Train with P simulated nodes and return the :class:`History`.
 
     Args:
@@ -184,7 +194,8 @@ def train(problem, compressor=None, *, nodes: int = 4, steps: int = 100, lr=0.1,
             case the other arguments must be left at their defaults.
         compressor: a compressor name, config or object (``simdist.compressors``), or None (full precision).
         nodes, steps, lr, batch_size, seed, network, compute, collective, error_feedback, momentum,
-            partition, eval_every: see :class:`TrainConfig`.
+            partition, eval_every, device: see :class:`TrainConfig` (``device="cuda"``: the run on the GPU,
+            :mod:`simdist.engine.device`).
         progress: show a progress bar.
         callback: ``callback(t, x, agg)`` after every step's update (see :func:`run`).
 
@@ -222,5 +233,6 @@ def train(problem, compressor=None, *, nodes: int = 4, steps: int = 100, lr=0.1,
         compressor = compressor.get_config()
     cfg = TrainConfig(problem=spec, compressor=compressor, nodes=nodes, steps=steps, lr=lr, batch_size=batch_size,
                       seed=seed, network=network, compute=compute, collective=collective,
-                      error_feedback=error_feedback, momentum=momentum, partition=partition, eval_every=eval_every)
+                      error_feedback=error_feedback, momentum=momentum, partition=partition, eval_every=eval_every,
+                      device=device)
     return run(cfg, progress=progress, problem=obj, callback=callback)

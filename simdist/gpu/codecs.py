@@ -17,13 +17,8 @@ same input and keys (``keys = simdist.rng.draw_keys(rng, n)``); :func:`simdist.g
 brings them to the host. The decoders take the buffer (device or host) and return the values
 on the device, raising :class:`simdist.DecodeError` like the CPU decoders.
 
-Not yet wired into ``compress`` (issue 5). The plan: (1) ``Compressor.compress``/``compress_batch`` skip
-``check_vector``/``check_matrix`` (which call ``np.asarray``) when :func:`simdist.gpu.backend.is_device_array`
-is true, checking only ndim and dtype and leaving NaN/Inf to the kernels (``NonFiniteInput``); (2)
-``Sign._encode_batch`` and ``QSGD._encode_batch`` (``encoding="fixed"``, with ``keys = draw_keys(rng, n)``)
-dispatch to these functions for device arrays; (3) ``Payload``/``PayloadBatch`` accept a device
-buffer (or the base moves it with ``to_host``), ``decompress_batch`` dispatches on the buffer's type,
-and the padding check of ``_decode_checked`` reads each row's last byte on the host.
+``Compressor.compress`` / ``decompress`` reach these functions through :mod:`simdist.gpu.dispatch`
+when given a device array (the other codecs live in ``codecs_<name>.py`` modules beside this one).
 
 Example (runs on a GPU, or anywhere with ``NUMBA_ENABLE_CUDASIM=1``; otherwise the CPU path):
     >>> import numpy as np
@@ -161,6 +156,30 @@ def compress_qsgd_fixed(X, keys, *, s: int, bucket: int | None = None, norm: str
         NonFiniteInput: X holds NaN/Inf. ValueError: a bucket norm exceeds the float32 range.
     """
     cuda = _cuda()
+    X, s, b, bits, lev = qsgd_levels(X, keys, s=s, bucket=bucket, norm=norm)
+    n, d = X.shape
+    nb = bits.shape[1]
+    width = (2 * s).bit_length()
+    nbits = 32 * nb + d * width
+    rowbytes = (nbits + 7) >> 3
+    buf = cuda.device_array(n * rowbytes, np.uint8)
+    K.qsgd_pack[_grid(n * rowbytes), K.TPB](lev, bits, s, b, width, nbits, buf, rowbytes)
+    offsets = np.arange(n + 1, dtype=np.int64) * rowbytes
+    return _like_input(buf, X), offsets, np.full(n, nbits, np.int64)
+
+
+def qsgd_levels(X, keys, *, s: int, bucket: int | None, norm: str):
+    """The QSGD quantization shared by every QSGD encoding: validate, then per bucket the float32
+    scale (lane sums, as the CPU) and per entry the signed level (word j of the row's stream).
+
+    Returns:
+        ``(X, s, b, bits, lev)``: X as (n, d), s and the bucket length checked, the (n, nb) int64
+        scale bit patterns and the (n, d) int32 signed levels (device arrays).
+
+    Raises:
+        NonFiniteInput: X holds NaN/Inf. ValueError: a bad parameter or a bucket norm beyond float32.
+    """
+    cuda = _cuda()
     X = _rows(X)
     n, d = X.shape
     s = check_int("s", s, low=1, high=2**20)
@@ -168,9 +187,6 @@ def compress_qsgd_fixed(X, keys, *, s: int, bucket: int | None = None, norm: str
         raise ValueError(f"norm must be one of 'l2', 'max', got {norm!r}")
     b = d if bucket is None else min(check_int("bucket", bucket, low=1), d)
     nb = -(-d // b)
-    width = (2 * s).bit_length()
-    nbits = 32 * nb + d * width
-    rowbytes = (nbits + 7) >> 3
     if not is_device_array(keys):
         keys = np.ascontiguousarray(keys, dtype=np.uint64)
         if keys.shape != (n,):
@@ -182,15 +198,12 @@ def compress_qsgd_fixed(X, keys, *, s: int, bucket: int | None = None, norm: str
     bits = cuda.device_array((n, nb), np.int64)
     scale = cuda.device_array((n, nb), np.float64)
     lev = cuda.device_array((n, d), np.int32)
-    buf = cuda.device_array(n * rowbytes, np.uint8)
     flag = cuda.to_device(np.zeros(1, np.int32))
     K.sq_lanes[_grid(n * nb * 8), K.TPB](Xk, b, S, M)
     K.qsgd_scales[_grid(n * nb), K.TPB](S, M, norm == "max", bits, scale, flag)
     _flag_error(flag, X, "qsgd", f"{norm} norm")
     K.qsgd_levels[_grid(n * d), K.TPB](Xk, _as_kernel_array(keys), s, b, scale, lev)
-    K.qsgd_pack[_grid(n * rowbytes), K.TPB](lev, bits, s, b, width, nbits, buf, rowbytes)
-    offsets = np.arange(n + 1, dtype=np.int64) * rowbytes
-    return _like_input(buf, X), offsets, np.full(n, nbits, np.int64)
+    return X, s, b, bits, lev
 
 
 def _check_rows(buffer, offsets, rowbits: int, what: str) -> np.ndarray:
@@ -198,17 +211,23 @@ def _check_rows(buffer, offsets, rowbits: int, what: str) -> np.ndarray:
 
     (Zero padding of the last byte is checked by the Compressor base class, as for the CPU decoders.)
     """
-    offsets = np.asarray(offsets, dtype=np.int64)
-    if offsets.ndim != 1 or offsets.shape[0] < 2:
-        raise DecodeError(f"{what}: offsets must be a 1-D array of n+1 byte offsets")
-    size = int(buffer.shape[0])
+    offsets = check_offsets(buffer, offsets, what)
     lengths = np.diff(offsets)
-    if offsets[0] < 0 or offsets[-1] > size or np.any(lengths < 0):
-        raise_decode_status(-5, what)
     if np.any(lengths * 8 < rowbits):
         raise_decode_status(-1, what)
     if np.any(lengths != (rowbits + 7) >> 3):
         raise_decode_status(-4, what)
+    return offsets
+
+
+def check_offsets(buffer, offsets, what: str) -> np.ndarray:
+    """Host check of the framing: n+1 non-decreasing int64 byte offsets inside the buffer (else DecodeError)."""
+    offsets = np.asarray(offsets, dtype=np.int64)
+    if offsets.ndim != 1 or offsets.shape[0] < 2:
+        raise DecodeError(f"{what}: offsets must be a 1-D array of n+1 byte offsets")
+    lengths = np.diff(offsets)
+    if offsets[0] < 0 or offsets[-1] > int(buffer.shape[0]) or np.any(lengths < 0):
+        raise_decode_status(-5, what)
     return offsets
 
 

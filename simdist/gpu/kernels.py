@@ -42,7 +42,7 @@ import numpy as np
 from numba import config, cuda
 
 __all__ = [
-    "TPB", "uniform_word", "f32_bits", "f32_value",
+    "TPB", "vmin", "vmax", "uniform_word", "f32_bits", "f32_value",
     "abs_lanes", "sign_scales", "sign_pack", "sign_unpack",
     "sq_lanes", "qsgd_scales", "qsgd_levels", "qsgd_pack", "qsgd_unpack",
 ]
@@ -62,6 +62,21 @@ else:  # pragma: no cover - real GPU only
 
 
 # --- device helpers -----------------------------------------------------------------------------
+# Numba 0.68's CUDA target fails to type the builtin min/max (their vararg overload: "Signature
+# mismatch: 2 argument types given, but function takes 1 arguments"), so kernels use these two.
+
+
+@cuda.jit(device=True)
+def vmin(a, b):
+    """``min(a, b)`` (Python's semantics: a unless b < a)."""
+    return b if b < a else a
+
+
+@cuda.jit(device=True)
+def vmax(a, b):
+    """``max(a, b)`` (Python's semantics: a unless b > a)."""
+    return b if b > a else a
+
 
 
 @cuda.jit(device=True)
@@ -105,7 +120,7 @@ def _get_bits(buf, base, pos, nbits):
     while got < nbits:
         byte = np.int64(buf[base + (pos >> 3)])
         off = pos & 7
-        take = min(8 - off, nbits - got)
+        take = vmin(8 - off, nbits - got)
         v = (v << take) | ((byte >> (8 - off - take)) & ((1 << take) - 1))
         got += take
         pos += take
@@ -127,7 +142,7 @@ def abs_lanes(X, b, lanes):
     r = t - i * nb * 8
     k = r >> 3
     lo = k * b
-    hi = min(d, lo + b)
+    hi = vmin(d, lo + b)
     acc = 0.0
     for j in range(lo + (r & 7), hi, 8):
         acc += abs(np.float64(X[i, j]))
@@ -147,7 +162,7 @@ def sign_scales(lanes, b, d, bits, flag):
     for l in range(8):
         tot += lanes[i, k, l]
     lo = k * b
-    m = min(d, lo + b) - lo
+    m = vmin(d, lo + b) - lo
     if not math.isfinite(tot):
         cuda.atomic.max(flag, 0, 1)
         bits[i, k] = _F32_INF_BITS
@@ -222,7 +237,7 @@ def sq_lanes(X, b, S, M):
     r = t - i * nb * 8
     k = r >> 3
     lo = k * b
-    hi = min(d, lo + b)
+    hi = vmin(d, lo + b)
     s = 0.0
     mx = 0.0
     for j in range(lo + (r & 7), hi, 8):
@@ -244,8 +259,8 @@ def qsgd_scales(S, M, use_max, bits, scale, flag):
         return
     i = t // nb
     k = t - i * nb
-    mx = max(max(max(M[i, k, 0], M[i, k, 1]), max(M[i, k, 2], M[i, k, 3])),
-             max(max(M[i, k, 4], M[i, k, 5]), max(M[i, k, 6], M[i, k, 7])))
+    mx = vmax(vmax(vmax(M[i, k, 0], M[i, k, 1]), vmax(M[i, k, 2], M[i, k, 3])),
+             vmax(vmax(M[i, k, 4], M[i, k, 5]), vmax(M[i, k, 6], M[i, k, 7])))
     ss = ((S[i, k, 0] + S[i, k, 1]) + (S[i, k, 2] + S[i, k, 3])) + ((S[i, k, 4] + S[i, k, 5]) + (S[i, k, 6] + S[i, k, 7]))
     scale[i, k] = 0.0
     if not math.isfinite(ss):
@@ -318,7 +333,7 @@ def qsgd_pack(lev, bits, s, b, width, rowbits, buf, rowbytes):
             field = np.int64(lev[i, k * b + e]) + s
             flen = width
             off = r - 32 - e * width
-        take = min(flen - off, end - pos)
+        take = vmin(flen - off, end - pos)
         acc = (acc << take) | ((field >> (flen - off - take)) & ((1 << take) - 1))
         pos += take
     if pos < end:

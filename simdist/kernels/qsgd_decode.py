@@ -8,7 +8,8 @@ Three paths, fastest first, each bounds-checked:
    the multi-triple table of this s (:func:`multi_table`): one entry decodes every whole
    nonzero (sign, omega(level), omega(distance)) in the window, up to ``SLOTS`` = 4, with
    level <= s, and gives their signed levels, their offsets from the current position and the
-   total length and distance. It is used only when the total distance stays within the bucket
+   total length and distance (the length and distance also in the 16 KiB :func:`chain_table`, the
+   only lookup on the loop's critical chain). It is used only when the total distance stays within the bucket
    (so every write is in range and the next bucket's scale is never decoded as a nonzero);
    the values are written branch-free (slots past the count repeat the last one), after one
    16-wide vector store of zeros at the first one (the zeros of the output are written as
@@ -114,8 +115,17 @@ def multi_table(s_cap: int) -> np.ndarray:
     return out
 
 
+@lru_cache(maxsize=None)
+def chain_table(s_cap: int) -> np.ndarray:
+    """The part of :func:`multi_table` on the decoder's critical chain (window -> entry -> shift ->
+    next window), 2 bytes an entry: length | distance << 4. At 16 KiB it stays in L1, where the
+    64 KiB multi table does not; the values come from the multi table off that chain."""
+    m = multi_table(s_cap)
+    return ((m & 15) | (((m >> 4) & 63) << 4)).astype(np.uint16)
+
+
 @njit(cache=True)
-def _decode_kernel(buf, offsets, s, b, elias, width, dec_val, dec_len, triple, multi, Y, nbits):
+def _decode_kernel(buf, offsets, s, b, elias, width, dec_val, dec_len, triple, multi, chain, Y, nbits):
     n, d = Y.shape
     nb = (d + b - 1) // b
     fs = np.float64(s)
@@ -177,11 +187,12 @@ def _decode_kernel(buf, offsets, s, b, elias, width, dec_val, dec_len, triple, m
             while p != stop:
                 if (pos >> 3) + 8 <= end:  # the window path
                     win = load_be64(buf, pos >> 3) << np.uint64(pos & 7)
-                    e = multi[win >> _SHIFT]
-                    if (e & 15) != 0 and p + ((e >> 4) & 63) <= stop:
+                    h = np.int64(chain[win >> _SHIFT])
+                    if (h & 15) != 0 and p + (h >> 4) <= stop:
                         for _ in range(4):  # 4 x TABLE_BITS <= 57 bits: no reload
+                            e = multi[win >> _SHIFT]  # the values: off the chain of lookups
                             q = np.uint64(lo + p - 1)  # index in the row of the first nonzero
-                            dist = (e >> 4) & 63
+                            dist = h >> 4
                             if dist <= 16 and lo + p + 15 <= d:  # zero [q, q + 16): one vector store
                                 for t in range(16):
                                     y[q + np.uint64(t)] = 0
@@ -193,10 +204,10 @@ def _decode_kernel(buf, offsets, s, b, elias, width, dec_val, dec_len, triple, m
                             y[q + np.uint64((e >> 34) & 63)] = vt[(e >> 28) & 63]
                             y[q + np.uint64((e >> 46) & 63)] = vt[(e >> 40) & 63]
                             p += dist
-                            pos += e & 15
-                            win <<= np.uint64(e & 15)
-                            e = multi[win >> _SHIFT]
-                            if (e & 15) == 0 or p + ((e >> 4) & 63) > stop:
+                            pos += h & 15
+                            win <<= np.uint64(h & 15)
+                            h = np.int64(chain[win >> _SHIFT])
+                            if (h & 15) == 0 or p + (h >> 4) > stop:
                                 break
                         continue
                     e = triple[win >> _SHIFT]
@@ -246,7 +257,7 @@ def decode(buffer, offsets, d, s, b, elias, width, dtype, out=None):
     nbits = np.zeros(n, np.int64)
     multi = multi_table(min(int(s), 31))
     row, st = _decode_kernel(buffer, offsets, np.int64(s), np.int64(b), elias, np.int64(width), DEC_VAL, DEC_LEN,
-                             TRIPLE, multi, Y, nbits)
+                             TRIPLE, multi, chain_table(min(int(s), 31)), Y, nbits)
     if row >= 0:
         raise_decode_status(int(st), f"qsgd (row {row})")
     return Y, nbits

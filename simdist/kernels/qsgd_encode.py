@@ -13,9 +13,10 @@ Per bucket, in one pass over the batch (the bucket stays in L1 between steps 1 a
    64-bit accumulator; every two codes the accumulator is stored as one big-endian word
    (:func:`simdist.coding.bitbuf.store_be64`). Other nonzeros take the general path.
 
-Rows go to a scratch buffer with room for the longest possible message plus 8 bytes of slack
-for the word stores, then are copied back to back into the exact buffer (one row: the
-scratch is shrunk in place instead).
+Rows are written back to back (each from the byte after the previous row's last) into a fresh
+buffer with room for the longest possible messages plus 8 bytes of slack for the word stores;
+only the pages written become resident, and the buffer is then shrunk in place to the exact
+length (realloc, no copy).
 
 The scale step doubles as the input's finite check: a non-finite float64 sum of squares makes
 the kernel stop and :func:`encode` raise ``NonFiniteInput`` (after an exact ``np.isfinite`` on
@@ -38,7 +39,6 @@ from ..coding.bitbuf import store_be64
 from .._validate import NonFiniteInput
 from ..coding.elias import omega_str
 from ..rng import uniform_word
-from .select import workspace
 
 __all__ = ["encode", "row_capacity", "scale_bits", "f32_value", "F32_INF_BITS"]
 
@@ -209,13 +209,14 @@ def row_capacity(d: int, b: int, s: int, elias: bool, width: int) -> int:
 
 @njit(cache=True)
 def _encode_kernel(X, keys, s, b, use_max, elias, width, enc_code, enc_len, enc_top, enc_len2,
-                   region, scratch, nbits):
+                   region, scratch, nbits, E, P):
     n, d = X.shape
     nb = (d + b - 1) // b
     nw = (min(b, d) + 63) >> 6
     lev = np.zeros(nw * 64, np.int32)  # one bucket's signed levels, zero beyond the bucket
     masks = np.empty(nw, np.uint64)
     fs = np.float64(s)
+    fuse = E.shape[0] == n  # X = P: add E into it bucket by bucket (p = g + e) before encoding
     for i in range(n):
         x = X[i]
         key = keys[i]
@@ -226,6 +227,11 @@ def _encode_kernel(X, keys, s, b, use_max, elias, width, enc_code, enc_len, enc_
             lo = k * b
             hi = min(d, lo + b)
             m = hi - lo
+            if fuse:  # 0. p = g + e in X's dtype (the same rounding as numpy's add), written back
+                pb = P[i, lo:hi]
+                eb = E[i, lo:hi]
+                for jj in range(m):
+                    pb[jj] = pb[jj] + eb[jj]
             # 1. the float32 scale
             bits = scale_bits(x, lo, hi, use_max)
             if bits >= F32_INF_BITS or bits < 0:
@@ -312,17 +318,21 @@ def _encode_kernel(X, keys, s, b, use_max, elias, width, enc_code, enc_len, enc_
             acc <<= np.uint64(nacc & 56)
             nacc &= 7
         nbits[i] = (o - region[i]) * 8 + nacc  # the last store wrote the zero-padded last byte
+        region[i + 1] = region[i] + ((nbits[i] + 7) >> 3)  # the next row starts at the next byte
     return -1
 
 
-@njit(cache=True)
-def _compact_rows(scratch, region, offsets, buf):
-    for i in range(offsets.shape[0] - 1):
-        buf[offsets[i] : offsets[i + 1]] = scratch[region[i] : region[i] + offsets[i + 1] - offsets[i]]
+_NO_SUM = np.zeros((0, 1), np.float64)
+_NO_SUM32 = np.zeros((0, 1), np.float32)
 
 
-def encode(X, keys, s, b, use_max, elias, width):
+def encode(X, keys, s, b, use_max, elias, width, E=None):
     """Quantize and encode every row in one pass; returns ``(buffer, offsets, nbits)``.
+
+    With ``E`` (an (n, d) array of X's dtype), X must be writable: each bucket first gets
+    ``X += E`` (error feedback's p = g + e, bit-identical to ``np.add(X, E, out=X)``), then is
+    encoded, so the sum costs no separate pass over memory. A NaN/Inf found then concerns the
+    sum: X is left partly updated.
 
     Entry j of row i uses the random word ``uniform_word(keys[i], j)`` (the SplitMix64 stream
     of the row's key, :mod:`simdist.rng`): ``batch_uniform_bits`` computed inline.
@@ -334,13 +344,20 @@ def encode(X, keys, s, b, use_max, elias, width):
     """
     n, d = X.shape
     cap = ((row_capacity(d, b, s, elias, width) + 7) >> 3) + 8  # + 8: slack for word stores
-    region = np.arange(n + 1, dtype=np.int64) * cap
-    # one row: the scratch becomes the returned buffer (shrunk in place); several rows: the scratch
-    # is compacted into a new buffer, so it is reused across calls (no fresh pages every step)
-    scratch = np.empty(n * cap, np.uint8) if n == 1 else workspace("qsgd_scratch", n * cap, np.uint8, keep_large=True)
+    # rows are written back to back (row i + 1 from the byte after row i's last): room for the
+    # longest possible rows, of which only the pages actually written become resident; then the
+    # buffer is shrunk in place (realloc: no copy), so no compaction pass and no fresh buffer
+    region = np.zeros(n + 1, np.int64)  # the kernel fills in the row offsets
+    scratch = np.empty(n * cap, np.uint8)
     nbits = np.empty(n, np.int64)
+    if E is None:
+        E = P = _NO_SUM  # (0, 1): no sum (a writable dummy of the same type for both)
+        if X.dtype != np.float64:
+            E = P = _NO_SUM32
+    else:
+        P = X
     bad = _encode_kernel(X, np.asarray(keys, np.uint64), np.int64(s), np.int64(b), use_max, elias,
-                         np.int64(width), ENC_CODE, ENC_LEN, ENC_TOP, ENC_LEN2, region, scratch, nbits)
+                         np.int64(width), ENC_CODE, ENC_LEN, ENC_TOP, ENC_LEN2, region, scratch, nbits, E, P)
     if bad >= 0:
         if not np.all(np.isfinite(X)):  # the exact check, on the error path only
             raise NonFiniteInput("X holds NaN or Inf")
@@ -348,11 +365,5 @@ def encode(X, keys, s, b, use_max, elias, width):
             f"x: row {bad} has a bucket whose {'max' if use_max else 'l2'} norm exceeds the float32 "
             f"range (3.4e38); QSGD sends the scale as float32"
         )
-    offsets = np.zeros(n + 1, np.int64)
-    np.cumsum((nbits + 7) >> 3, out=offsets[1:])
-    if n == 1:  # shrink in place (realloc: no copy, no fresh pages); nothing else refers to scratch
-        scratch.resize(int(offsets[1]), refcheck=False)
-        return scratch, offsets, nbits
-    buf = np.empty(int(offsets[-1]), np.uint8)
-    _compact_rows(scratch, region, offsets, buf)
-    return buf, offsets, nbits
+    scratch.resize(int(region[n]), refcheck=False)  # nothing else refers to scratch
+    return scratch, region, nbits

@@ -44,8 +44,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._validate import check_choice, check_int
+from ..gpu.backend import array_namespace, is_device_array
 
-__all__ = ["Problem", "require_sklearn", "check_dtype"]
+__all__ = ["Problem", "require_sklearn", "check_dtype", "expit"]
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -90,6 +91,10 @@ class Problem(abc.ABC):
     name: ClassVar[str] = ""
     #: True for classifiers (then :meth:`accuracy` is defined).
     classifier: ClassVar[bool] = False
+    #: True when :meth:`_loss` and :meth:`_grads` are written with the array namespace of x
+    #: (``xp = array_namespace(x)``, data from :meth:`_data`), so that they accept CuPy arrays
+    #: (``device="cuda"`` runs, :mod:`simdist.engine.device`).
+    runs_on_device: ClassVar[bool] = False
 
     # -- set by _setup ----------------------------------------------------------------------
     dim: int
@@ -168,6 +173,8 @@ class Problem(abc.ABC):
         x = self._check_x(x, allow_nodes=True)
         if x.ndim == 2 and x.shape[0] != idx.shape[0]:
             raise ValueError(f"x has {x.shape[0]} rows but idx has {idx.shape[0]} (one row per node)")
+        if type(x) is not np.ndarray:  # a CuPy iterate: the indices go to the device too
+            idx = array_namespace(x).asarray(idx)
         return self._grads(x, idx)
 
     def full_grad(self, x) -> np.ndarray:
@@ -226,8 +233,23 @@ class Problem(abc.ABC):
         return f"{self.name}({params})"
 
     # -- validation -------------------------------------------------------------------------
+    def _data(self, xp, *names: str) -> tuple:
+        """The data arrays ``names`` (attributes) in namespace ``xp``: as they are for NumPy, else
+        device copies made on first use and kept."""
+        if xp is np:
+            return tuple(getattr(self, n) for n in names)
+        cache = self.__dict__.setdefault("_device_data", {})
+        return tuple(cache[n] if n in cache else cache.setdefault(n, xp.asarray(getattr(self, n))) for n in names)
+
     def _check_x(self, x, *, allow_nodes: bool) -> np.ndarray:
-        x = np.asarray(x)
+        xp = np
+        if type(x) is not np.ndarray and is_device_array(x):
+            xp = array_namespace(x)
+            if xp is np or not self.runs_on_device:
+                raise TypeError(f"x must be a NumPy array{' or a CuPy array' if self.runs_on_device else ''} "
+                                f"for {self.name}, got {type(x).__module__}.{type(x).__name__}")
+        else:
+            x = np.asarray(x)
         if x.dtype.kind not in "fiu":
             raise TypeError(f"x must be a real array, got dtype {x.dtype}")
         ok = x.ndim == 1 and x.shape[0] == self.dim
@@ -235,7 +257,7 @@ class Problem(abc.ABC):
         if not ok:
             want = f"({self.dim},)" + (f" or (P, {self.dim})" if allow_nodes else "")
             raise ValueError(f"x must have shape {want} for {self.name} (dim {self.dim}), got {x.shape}")
-        return np.ascontiguousarray(x, dtype=self.dtype)
+        return xp.ascontiguousarray(x, dtype=self.dtype)
 
     def _check_idx(self, idx) -> np.ndarray:
         idx = np.asarray(idx)
@@ -255,12 +277,21 @@ def check_n_samples(name: str, value, *, low: int = 1) -> int:
 
 
 def linear_scores(Ab: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """a_{pb} . x for gathered rows Ab (P, B, d) and x (d,) or (P, d): shape (P, B)."""
+    """a_{pb} . x for gathered rows Ab (P, B, d) and x (d,) or (P, d): shape (P, B) (NumPy or CuPy)."""
     if x.ndim == 1:
         return Ab @ x
-    return np.matmul(Ab, x[:, :, None])[..., 0]
+    return (Ab @ x[:, :, None])[..., 0]
 
 
 def weighted_rows(w: np.ndarray, Ab: np.ndarray) -> np.ndarray:
-    """sum_b w_{pb} a_{pb} / B for w (P, B) and Ab (P, B, d): shape (P, d)."""
-    return np.matmul(w[:, None, :], Ab)[:, 0, :] / Ab.shape[1]
+    """sum_b w_{pb} a_{pb} / B for w (P, B) and Ab (P, B, d): shape (P, d) (NumPy or CuPy)."""
+    return (w[:, None, :] @ Ab)[:, 0, :] / Ab.shape[1]
+
+
+def expit(xp):
+    """The logistic sigmoid of namespace ``xp``: scipy's ``expit`` or cupyx's (imported lazily)."""
+    if xp is np:
+        from scipy import special
+    else:
+        from cupyx.scipy import special
+    return special.expit

@@ -36,6 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._validate import check_float, check_int
+from ..gpu.backend import array_namespace
 from .base import Problem, check_dtype, check_n_samples, linear_scores, weighted_rows
 from .registry import register
 
@@ -56,6 +57,7 @@ class LeastSquares(Problem):
     """
 
     name = "least_squares"
+    runs_on_device = True
 
     def __init__(
         self, n: int = 1000, d: int = 20, noise: float = 0.5, cond: float = 1.0, seed: int = 0, dtype="float64"
@@ -99,11 +101,13 @@ class LeastSquares(Problem):
         )
 
     def _loss(self, x):
-        r = self.A @ x - self.b
+        A, b = self._data(array_namespace(x), "A", "b")
+        r = A @ x - b
         return 0.5 * float(r @ r) / self.n_samples
 
     def _grads(self, x, idx):
         # 1. gather node minibatches (P, B, d); 2. residuals (P, B); 3. g_p = (1/B) sum_b r_pb a_pb
-        Ab = self.A[idx]
-        r = linear_scores(Ab, x) - self.b[idx]
+        A, b = self._data(array_namespace(x), "A", "b")
+        Ab = A[idx]
+        r = linear_scores(Ab, x) - b[idx]
         return weighted_rows(r, Ab)

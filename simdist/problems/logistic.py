@@ -51,7 +51,8 @@ import numpy as np
 from scipy import optimize, special
 
 from .._validate import check_choice, check_float, check_int
-from .base import Problem, check_dtype, check_n_samples, linear_scores, require_sklearn, weighted_rows
+from ..gpu.backend import array_namespace
+from .base import Problem, check_dtype, check_n_samples, expit, linear_scores, require_sklearn, weighted_rows
 from .registry import register
 
 __all__ = ["Logistic", "DATASETS"]
@@ -122,6 +123,7 @@ class Logistic(Problem):
 
     name = "logistic"
     classifier = True
+    runs_on_device = True
 
     def __init__(
         self,
@@ -189,13 +191,17 @@ class Logistic(Problem):
         )
 
     def _loss(self, x):
-        z = self.y * (self.A @ x)
-        return float(np.mean(np.logaddexp(0.0, -z))) + 0.5 * self.lam * float(x @ x)
+        xp = array_namespace(x)
+        A, y = self._data(xp, "A", "y")
+        z = y * (A @ x)
+        return float(xp.mean(xp.logaddexp(0.0, -z))) + 0.5 * self.lam * float(x @ x)
 
     def _grads(self, x, idx):
         # 1. gather (P, B, d) and labels (P, B); 2. margins z = y a.x; 3. g = mean_b (-y sigmoid(-z)) a + lam x
-        Ab, yb = self.A[idx], self.y[idx]
-        w = -yb * special.expit(-yb * linear_scores(Ab, x))
+        xp = array_namespace(x)
+        A, y = self._data(xp, "A", "y")
+        Ab, yb = A[idx], y[idx]
+        w = -yb * expit(xp)(-yb * linear_scores(Ab, x))
         return weighted_rows(w.astype(self.dtype, copy=False), Ab) + self.lam * x
 
     def _accuracy(self, x):

@@ -34,6 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._validate import check_float, check_int
+from ..gpu.backend import array_namespace
 from .base import Problem, check_dtype, check_n_samples
 from .registry import register
 
@@ -54,6 +55,7 @@ class MeanEstimation(Problem):
     """
 
     name = "mean_estimation"
+    runs_on_device = True
 
     def __init__(self, d: int = 10, n: int = 1000, m: float = 1.0, s: float = 1.0, seed: int = 0, dtype="float64"):
         d = check_int("d", d, low=1, high=10**8)
@@ -89,9 +91,12 @@ class MeanEstimation(Problem):
         )
 
     def _loss(self, x):
-        diff = self.samples - x
-        return 0.5 * float(np.mean(np.einsum("nd,nd->n", diff, diff)))
+        xp = array_namespace(x)
+        (E,) = self._data(xp, "samples")
+        diff = E - x
+        return 0.5 * float(xp.mean(xp.einsum("nd,nd->n", diff, diff)))
 
     def _grads(self, x, idx):
         # g = x - mean_b e_{idx[p, b]}: one gather (P, B, d) and a mean over the batch axis
-        return x - self.samples[idx].mean(axis=1)
+        (E,) = self._data(array_namespace(x), "samples")
+        return x - E[idx].mean(axis=1)

@@ -5,7 +5,8 @@ the simulator, and the untraced byte helpers the distributed training loop uses.
 A subclass supplies three primitives: ``_isend(dst, body) -> pending`` (start sending a uint8 array;
 a list of ``(request, peer, what)``), ``_recv(src) -> uint8 array`` (a complete framed message) and
 ``_wait(request, peer, what)`` (bounded by the transport's timeout, raising TimeoutError naming the
-peer). The payload codec (:func:`encode_payload` / :func:`decode_payload`) frames the algorithms'
+peer); and may override ``_sendrecv(dst, body, src)`` (send one message and receive one at once;
+the default starts the send, receives, then finishes the send), as the NCCL transport does. The payload codec (:func:`encode_payload` / :func:`decode_payload`) frames the algorithms'
 payloads as bytes: a part table (kind, dtype code, byte count) and the raw bytes, never pickle.
 """
 
@@ -115,6 +116,13 @@ class PointToPointTransport:
             if req is not None:
                 self._wait(req, peer, what)
 
+    def _sendrecv(self, dst: int, body: np.ndarray, src: int) -> np.ndarray:
+        """Send ``body`` to ``dst`` while receiving the message of ``src`` (returned)."""
+        pend = self._isend(dst, body)
+        got = self._recv(src)
+        self._finish(pend)
+        return got
+
     def send_bytes(self, dst: int, body: np.ndarray) -> None:
         """Send a uint8 array to ``dst`` (untraced: measurements and control, not the algorithm)."""
         self._finish(self._isend(dst, np.ascontiguousarray(body, np.uint8)))
@@ -152,9 +160,7 @@ class PointToPointTransport:
             result = decode_payload(self._recv(req.src))
         elif isinstance(req, SendRecv):
             self.trace.add_message(rnd, self.rank, req.dst, req.nbits)
-            pend = self._isend(req.dst, encode_payload(req.payload))
-            result = decode_payload(self._recv(req.src))
-            self._finish(pend)
+            result = decode_payload(self._sendrecv(req.dst, encode_payload(req.payload), req.src))
         else:  # pragma: no cover - drive() only passes requests
             raise TypeError(f"unknown request {req!r}")
         self._round = rnd + 1

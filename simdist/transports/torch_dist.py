@@ -25,6 +25,19 @@ equals :class:`~simdist.collectives.simulated.SimulatedTransport`'s trace (teste
 the simulator lets some ranks run ahead (non-power-of-two folds), the per-rank numbering is
 the rank's own count and may differ from the simulator's schedule; (src, dst, nbits) still match.
 
+NCCL (``backend="nccl"``, one GPU per rank): rank r uses GPU ``LOCAL_RANK`` (set by torchrun and
+``simdist launch``; else the rank), selected with ``torch.cuda.set_device`` before the process
+group starts (:func:`nccl_device`); the message tensors live on that GPU. Two rules of NCCL shape
+the code, and gloo runs the same code (so the gloo tests exercise it):
+
+1. NCCL point-to-point calls block the GPU stream until the peer's matching call runs, so a rank
+   that sends to a peer and receives from it in the same round (a 2-rank ring) would deadlock if
+   both sent first. An exchange (:meth:`TorchTransport._sendrecv`) therefore posts its send and its
+   receive together (``torch.distributed.batch_isend_irecv``): first the two headers, then the two
+   bodies (whose lengths the headers gave).
+2. ``Work.wait`` does not block the host under NCCL unless ``TORCH_NCCL_BLOCKING_WAIT=1``, which
+   this transport sets (if unset) before joining, so that the timeout below holds under NCCL too.
+
 Reliability: rendezvous on ``tcp://MASTER_ADDR:MASTER_PORT`` with MASTER_ADDR defaulting to
 127.0.0.1 (loopback only unless told otherwise); ``timeout`` seconds (default 60) bound the
 rendezvous and every wait: a dead or stalled peer makes this rank raise :class:`TimeoutError`
@@ -53,7 +66,32 @@ from .._validate import check_choice, check_float, check_int
 from ..collectives.trace import Trace
 from .p2p import PointToPointTransport, decode_payload, encode_payload, free_port
 
-__all__ = ["TorchTransport", "encode_payload", "decode_payload", "free_port"]
+__all__ = ["TorchTransport", "nccl_device", "encode_payload", "decode_payload", "free_port"]
+
+_HEADER = struct.Struct("<QQ")
+
+
+def nccl_device(rank: int, gpus: int, local_rank: str | None = None) -> int:
+    """The GPU index of a rank under NCCL: ``LOCAL_RANK`` when set (torchrun, ``simdist launch``), else the rank.
+
+    Args:
+        rank: the global rank. gpus: the number of GPUs this process sees.
+        local_rank: the value of env LOCAL_RANK (None when unset).
+
+    Raises:
+        RuntimeError: no GPU, or fewer GPUs than ranks on this machine (NCCL needs one GPU per rank).
+
+    Example:
+        >>> nccl_device(5, 4, "1")
+        1
+    """
+    if gpus < 1:
+        raise RuntimeError("backend 'nccl' needs a CUDA GPU per rank and torch sees none; use backend='gloo'")
+    index = check_int("LOCAL_RANK", int(local_rank), low=0) if local_rank not in (None, "") else rank
+    if index >= gpus:
+        raise RuntimeError(f"backend 'nccl' needs one GPU per rank: this rank's local rank is {index} but only "
+                           f"{gpus} GPU(s) are visible; start at most {gpus} ranks per machine or use backend='gloo'")
+    return index
 
 
 class TorchTransport(PointToPointTransport):
@@ -62,7 +100,7 @@ class TorchTransport(PointToPointTransport):
     Args:
         rank, size: this rank and the world size (default: env RANK and WORLD_SIZE, as torchrun
             and ``simdist launch`` set them).
-        backend: "gloo" (CPU) or "nccl" (GPU; untested here).
+        backend: "gloo" (CPU) or "nccl" (one GPU per rank, see the module docstring).
         addr, port: rendezvous address (default env MASTER_ADDR, else 127.0.0.1) and port
             (default env MASTER_PORT).
         timeout: seconds (> 0) the rendezvous and every wait may take before TimeoutError.
@@ -92,10 +130,8 @@ class TorchTransport(PointToPointTransport):
             port = free_port(addr)
         self.addr, self.port = addr, port
         self._device = "cpu"
-        if backend == "nccl":  # pragma: no cover - needs GPUs
-            import torch
-
-            self._device = f"cuda:{self.rank % max(torch.cuda.device_count(), 1)}"
+        if backend == "nccl":
+            self._device = self._select_gpu()
         try:
             dist.init_process_group(backend, init_method=f"tcp://{addr}:{port}", rank=self.rank,
                                     world_size=self.size, timeout=timedelta(seconds=self.timeout))
@@ -108,6 +144,18 @@ class TorchTransport(PointToPointTransport):
         self.trace = Trace(self.size)
         self._context = ""
 
+    def _select_gpu(self) -> str:
+        """Check NCCL and pick this rank's GPU (``torch.cuda.set_device``) before joining."""
+        import torch
+
+        if not self._dist.is_nccl_available():
+            raise RuntimeError("backend 'nccl' is not available in this torch build (a CUDA build of torch is "
+                               "needed); use backend='gloo'")
+        index = nccl_device(self.rank, torch.cuda.device_count(), os.environ.get("LOCAL_RANK"))
+        os.environ.setdefault("TORCH_NCCL_BLOCKING_WAIT", "1")  # wait() honours the timeout (module docstring)
+        torch.cuda.set_device(index)  # pragma: no cover - needs a GPU
+        return f"cuda:{index}"  # pragma: no cover
+
     # -- raw messages -------------------------------------------------------------------------
     def _tensor(self, arr: np.ndarray):
         import torch
@@ -116,6 +164,52 @@ class TorchTransport(PointToPointTransport):
             arr = arr.copy()
         t = torch.from_numpy(arr)
         return t if self._device == "cpu" else t.to(self._device)
+
+    def _empty(self, n: int):
+        """A receive buffer of n bytes on the transport's device."""
+        import torch
+
+        return torch.empty(n, dtype=torch.uint8, device=self._device)
+
+    def _batch(self, ops: list) -> None:
+        """Post ``(isend|irecv, tensor, peer, tag)`` operations together and wait for all of them."""
+        dist = self._dist
+        if not ops:
+            return
+        works = list(dist.batch_isend_irecv([dist.P2POp(op, t, peer, tag=tag) for op, t, peer, tag in ops]) or ())
+        if len(works) == len(ops):  # gloo: one request per operation, each names its peer
+            for w, (op, _, peer, _) in zip(works, ops):
+                self._wait(w, peer, "sending to" if op is dist.isend else "waiting for a message from")
+            return
+        peer = next((p for op, _, p, _ in ops if op is dist.irecv), ops[0][2])  # NCCL: one coalesced request
+        for w in works:  # pragma: no cover - NCCL only
+            self._wait(w, peer, "exchanging messages with")
+
+    def _sendrecv(self, dst: int, body: np.ndarray, src: int) -> np.ndarray:
+        """One exchange: the headers of both directions posted together, then both bodies (module docstring)."""
+        dist = self._dist
+        sseq, rseq = self._sent[dst], self._recvd[src]
+        self._sent[dst] += 1
+        self._recvd[src] += 1
+        stag, rtag = 2 * (sseq % (1 << 20)), 2 * (rseq % (1 << 20))
+        head = self._empty(16)
+        self._batch([(dist.isend, self._tensor(self._header(body.nbytes, sseq)), dst, stag),
+                     (dist.irecv, head, src, rtag)])
+        n = self._check_header(head, src, rseq)
+        got = self._empty(n)
+        ops = [(dist.isend, self._tensor(body), dst, stag + 1)] if body.nbytes else []
+        self._batch(ops + ([(dist.irecv, got, src, rtag + 1)] if n else []))
+        return got.cpu().numpy()
+
+    @staticmethod
+    def _header(nbytes: int, seq: int) -> np.ndarray:
+        return np.frombuffer(_HEADER.pack(nbytes, seq), np.uint8).copy()
+
+    def _check_header(self, head, src: int, seq: int) -> int:
+        n, got_seq = _HEADER.unpack(head.cpu().numpy().tobytes())
+        if got_seq != seq:
+            raise RuntimeError(f"rank {self.rank}: message {got_seq} from rank {src} arrived where {seq} was expected")
+        return n
 
     def _wait(self, work, peer: int, what: str) -> None:
         try:
@@ -132,7 +226,7 @@ class TorchTransport(PointToPointTransport):
         dist = self._dist
         seq = self._sent[dst]
         self._sent[dst] += 1
-        head = np.frombuffer(struct.pack("<QQ", body.nbytes, seq), np.uint8).copy()
+        head = self._header(body.nbytes, seq)
         tag = 2 * (seq % (1 << 20))
         keep = [self._tensor(head), self._tensor(body)]
         works = [dist.isend(keep[0], dst, tag=tag)]
@@ -145,12 +239,10 @@ class TorchTransport(PointToPointTransport):
         seq = self._recvd[src]
         self._recvd[src] += 1
         tag = 2 * (seq % (1 << 20))
-        head = self._tensor(np.zeros(16, np.uint8))
+        head = self._empty(16)
         self._wait(dist.irecv(head, src, tag=tag), src, "waiting for a message from")
-        n, got_seq = struct.unpack("<QQ", head.cpu().numpy().tobytes())
-        if got_seq != seq:
-            raise RuntimeError(f"rank {self.rank}: message {got_seq} from rank {src} arrived where {seq} was expected")
-        body = self._tensor(np.zeros(n, np.uint8))
+        n = self._check_header(head, src, seq)
+        body = self._empty(n)
         if n:
             self._wait(dist.irecv(body, src, tag=tag + 1), src, "waiting for a message from")
         return body.cpu().numpy()
