@@ -26,8 +26,9 @@ PROBLEMS = [
     {"name": "logistic", "d": 9, "n": 60},
 ]
 COMPRESSORS = [{"name": "sign", "bucket": 8}, {"name": "qsgd", "s": 4, "bucket": 8, "encoding": "fixed"}, None]
-#: the variable-length codecs (slow under the simulator: one problem each, with error feedback)
-MORE = [(PROBLEMS[1], {"name": "qsgd", "s": 4, "bucket": 8}, True), (PROBLEMS[0], {"name": "topk", "k": 3}, True)]
+#: the other codecs (slower under the simulator: one problem each, with error feedback)
+MORE = [(PROBLEMS[1], {"name": "qsgd", "s": 4, "bucket": 8}, True), (PROBLEMS[0], {"name": "topk", "k": 3}, True),
+        (PROBLEMS[2], {"name": "terngrad", "bucket": 4}, True), (PROBLEMS[1], {"name": "onebit", "bucket": 4}, True)]
 
 
 def _same(a, b):
@@ -45,7 +46,7 @@ def test_history_is_bit_identical_to_the_cpu_run(prob, comp, ef):
 
 
 @pytest.mark.parametrize("prob,comp,ef", MORE, ids=lambda v: v["name"] if isinstance(v, dict) else str(v))
-def test_history_is_bit_identical_with_elias_qsgd_and_topk(prob, comp, ef):
+def test_history_is_bit_identical_with_the_other_codecs(prob, comp, ef):
     _check_identical(prob, comp, ef)
 
 

@@ -34,6 +34,10 @@ CONFIGS = [  # compressors with device codecs, as the registry matches them
     {"name": "qsgd", "s": 2, "norm": "max"},
     {"name": "topk", "k": 3},
     {"name": "topk", "ratio": 0.25},
+    {"name": "terngrad"},
+    {"name": "terngrad", "clip": 2.5, "bucket": 8},
+    {"name": "onebit"},
+    {"name": "onebit", "bucket": 5},
 ]
 
 
@@ -49,7 +53,8 @@ def _matrix(n, d, dtype, seed=0):
 
 
 def test_registry_lists_and_matches_configs():
-    assert {"qsgd (encoding='fixed')", "qsgd (encoding='elias')", "sign", "topk"} <= set(dispatch.available())
+    assert {"qsgd (encoding='fixed')", "qsgd (encoding='elias')", "sign", "topk", "terngrad", "onebit"} <= set(
+        dispatch.available())
     assert dispatch.codec_for(make("sign")) is not None
     fixed, elias = dispatch.codec_for(make("qsgd", encoding="fixed")), dispatch.codec_for(make("qsgd"))
     assert fixed is not None and elias is not None and fixed is not elias  # the config picks the codec

@@ -4,9 +4,9 @@
   ``array_namespace``, ``to_host``); importing it needs neither a GPU nor CuPy.
 * :mod:`simdist.gpu.kernels`: the ``cuda.jit`` kernels (scaled sign, fixed-width QSGD).
 * :mod:`simdist.gpu.codecs`: host wrappers that launch them and return the CPU path's exact bytes;
-  :mod:`simdist.gpu.codecs_qsgd_elias` and :mod:`simdist.gpu.codecs_topk` (kernels in
-  ``kernels_qsgd_elias`` / ``kernels_topk``) the same for Elias-coded QSGD and top-k, built on
-  :mod:`simdist.gpu.scan` (parallel prefix sums) and :mod:`simdist.gpu.bitstream` (device bit I/O).
+  ``codecs_qsgd_elias``, ``codecs_topk``, ``codecs_terngrad`` and ``codecs_onebit`` (kernels in the
+  matching ``kernels_*`` modules) the same for Elias-coded QSGD, top-k, TernGrad and 1BitSGD, built
+  on :mod:`simdist.gpu.scan` (parallel prefix sums) and :mod:`simdist.gpu.bitstream` (device bit I/O).
 * :mod:`simdist.gpu.dispatch`: the registry of device codecs by compressor (and config), used by
   ``Compressor.compress``/``decompress`` for device arrays; :mod:`simdist.gpu.arrays`: device
   arrays of any producer (shape, dtype, kind, conversions back to the caller's kind).

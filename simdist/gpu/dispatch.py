@@ -57,7 +57,7 @@ import numpy as np
 from .._validate import NonFiniteInput, check_finite
 from ..errors import DecodeError
 from ..rng import draw_keys
-from . import arrays, codecs, codecs_qsgd_elias, codecs_topk
+from . import arrays, codecs, codecs_onebit, codecs_qsgd_elias, codecs_terngrad, codecs_topk
 from .backend import to_host
 
 __all__ = ["FunctionCodec", "register", "codec_for", "require_codec", "available", "compress", "decompress"]
@@ -193,7 +193,7 @@ def decompress(compressor, batch, out=None, out_shape=None):
     return out
 
 
-# -- the built-in codecs (sign, QSGD fixed and Elias, top-k); see the module docstring to add one -
+# -- the built-in codecs; see the module docstring to add one ----------------------------------------
 
 
 def _qsgd_rowbits(c, d: int) -> int:
@@ -216,3 +216,9 @@ register("qsgd", FunctionCodec(codecs_qsgd_elias.compress_qsgd_elias, codecs_qsg
 register("topk", FunctionCodec(codecs_topk.compress_topk, codecs_topk.decompress_topk,
                                params=lambda c: {"k": c.k, "ratio": c.ratio},
                                decode_params=lambda c: {"k": c.k, "ratio": c.ratio, "return_nbits": True}))
+register("terngrad", FunctionCodec(codecs_terngrad.compress_terngrad, codecs_terngrad.decompress_terngrad,
+                                   params=lambda c: {"clip": c.clip, "bucket": c.bucket},
+                                   decode_params=lambda c: {"bucket": c.bucket, "return_nbits": True}))
+register("onebit", FunctionCodec(codecs_onebit.compress_onebit, codecs_onebit.decompress_onebit,
+                                 params=lambda c: {"bucket": c.bucket},
+                                 decode_params=lambda c: {"bucket": c.bucket, "return_nbits": True}))
