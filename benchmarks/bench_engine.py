@@ -2,9 +2,10 @@
 
 What is timed: :func:`simdist.engine.loop.communicate` on a (P, d) float32 gradient matrix with
 QSGD (s = 16, bucket = 512, Elias code) and error feedback, i.e. everything a step does after the
-gradients exist: the nodes' generators ``node_step_rng(seed, i, t)``, p = G + e in place fused into
-compress_batch_sum (one kernel call), decompress_batch_residual (the new memory p - c and the mean of
-the c, fused into the decoder), the allgather trace and its alpha-beta price. The gradient computation is excluded
+gradients exist: the nodes' generators ``node_step_rng(seed, i, t)``, ``compress_batch_ef`` (one
+kernel call: p = G + e, the messages, and the sender's new memory e = p - c from the levels it
+sends), ``decompress_batch_mean`` (the receivers decode every message, a few rows at a time, and
+average them), the allgather trace and its alpha-beta price. The gradient computation is excluded
 (the problems compute float64 gradients with NumPy; here G is float32 standard normal, refilled
 before each step outside the timer, since the step consumes G).
 
@@ -152,22 +153,21 @@ def _breakdown(G, state, rng, t, repeat) -> dict:
     _fill(G, rng)
     out = {}
     out["generators (P x node_step_rng)"] = _best(lambda: _node_rngs(comp, state.seed, t, P), repeat)
-    sums = []
-    for _ in range(repeat):  # it changes G: refill outside the timer
+    efs = []
+    for _ in range(repeat):  # it changes G and E: refill G outside the timer
         _fill(G, rng)
         t0 = time.perf_counter()
-        comp.compress_batch_sum(G, E, _node_rngs(comp, state.seed, t, P))
-        sums.append(time.perf_counter() - t0)
-    out["compress_batch_sum (p = G + E fused into the encode)"] = min(sums)
-    out["  for comparison: np.add(G, E, out=G)"] = _best(lambda: np.add(G, E, out=G), 1)
-    batch = comp.compress_batch(G, _node_rngs(comp, state.seed, t, P))
-    out["  for comparison: compress_batch alone"] = _best(
-        lambda: comp.compress_batch(G, _node_rngs(comp, state.seed, t, P)), repeat)
+        batch = comp.compress_batch_ef(G, E, _node_rngs(comp, state.seed, t, P))
+        efs.append(time.perf_counter() - t0)
+    out["compress_batch_ef (p = G + E, E = p - c: the encoder)"] = min(efs)
     agg = np.empty(G.shape[1])
-    out["decompress_batch_residual (E = p - c, mean)"] = _best(
-        lambda: comp.decompress_batch_residual(batch, G, E, agg), repeat)
-    out["  for comparison: decompress_batch(out=E)"] = _best(lambda: comp.decompress_batch(batch, out=E), repeat)
-    out["  for comparison: then the mean + memory pass"] = _best(lambda: _mean_rows_and_residual(G, E, agg), repeat)
+    out["decompress_batch_mean (the receivers: decode, mean)"] = _best(
+        lambda: comp.decompress_batch_mean(batch, agg), repeat)
+    out["  of which decompress_batch alone (out=G)"] = _best(lambda: comp.decompress_batch(batch, out=G), repeat)
+    out["  unfused, for comparison: np.add(G, E, out=G)"] = _best(lambda: np.add(G, E, out=G), 1)
+    out["  unfused: compress_batch"] = _best(lambda: comp.compress_batch(G, _node_rngs(comp, state.seed, t, P)), repeat)
+    out["  unfused: decompress_batch(out=E)"] = _best(lambda: comp.decompress_batch(batch, out=E), repeat)
+    out["  unfused: mean + memory pass"] = _best(lambda: _mean_rows_and_residual(G, E, agg), repeat)
     out["allgather trace + price"] = _best(lambda: state.network.price(allgather_bits(batch.nbits)), repeat)
     return {k: 1e3 * v for k, v in out.items()}
 

@@ -154,50 +154,63 @@ class Compressor(abc.ABC):
         buffer.setflags(write=False)
         return PayloadBatch(buffer, offsets, nbits, X.shape[1], X.dtype, self.name, keys)
 
-    def compress_batch_sum(self, X: np.ndarray, E: np.ndarray, rng=None) -> PayloadBatch:
-        """Add ``E`` into ``X`` in place, then encode each row of the sum: error feedback's
-        p = g + e and its compression, as one call.
+    #: True when :meth:`compress_batch_ef` forms the new memory inside the encoder (no decode, no
+    #: extra pass over memory); the engine then lets the receivers' decode write into X.
+    fuses_error_feedback = False
 
-        The messages are bit-identical to ``compress_batch(X + E, rng)`` and ``X`` holds X + E
-        afterwards (float addition in X's dtype, as ``numpy.add(X, E, out=X)``). Compressors whose
-        encode kernel reads its input once can add while they read (QSGD does: the sum then costs
-        no pass of its own over the matrix); the others add first.
+    def compress_batch_ef(self, X: np.ndarray, E: np.ndarray, rng=None) -> PayloadBatch:
+        """The sender's side of error feedback for every row: encode p = X + E and set E = p - c.
+
+        c is exactly what :meth:`decompress_batch` returns for the message (value for value, in the
+        batch's dtype), so ``p == c + E`` holds after the call up to the rounding of the float
+        subtraction p - c in X's dtype. The messages are bit-identical to
+        ``compress_batch(X + E, rng)``. Compressors with ``fuses_error_feedback`` (QSGD) compute p
+        and p - c bucket by bucket inside the encoder, from the levels they send; the base class adds,
+        encodes, decodes and subtracts.
 
         Args:
-            X: (n, d) float32/float64 matrix, C-contiguous and writable (overwritten by X + E).
-            E: (n, d) array of X's dtype (e.g. the error-feedback memory).
+            X: (n, d) float32/float64 gradients, C-contiguous and writable: used as scratch (its
+                contents afterwards are unspecified).
+            E: (n, d) memory of X's dtype, C-contiguous, writable, not overlapping X (updated in place).
             rng: as in :meth:`compress_batch`.
 
         Returns:
-            A :class:`PayloadBatch` with one message per row of X + E.
+            A :class:`PayloadBatch` with one message per row of p.
 
         Raises:
-            ValueError: X + E holds NaN or Inf (X is then partly updated), or shapes differ.
+            ValueError: p holds NaN or Inf (E is then partly updated), or bad shapes / dtypes.
+
+        References:
+            Seide et al., Interspeech 2014 (error feedback); Karimireddy et al., ICML 2019,
+            Algorithm 2 (e_{t+1} = p_t - C(p_t)).
         """
         X = check_matrix("X", X, finite=False)
-        if not X.flags.writeable:
-            raise ValueError("X must be writable: compress_batch_sum stores X + E in it")
         if not isinstance(E, np.ndarray) or E.dtype != X.dtype or E.shape != X.shape or not E.flags.c_contiguous:
             raise ValueError(f"E must be a C-contiguous {X.dtype} array of X's shape {X.shape}, got "
                              f"{getattr(E, 'dtype', type(E).__name__)} {getattr(E, 'shape', '')}")
+        if not (X.flags.writeable and E.flags.writeable):
+            raise ValueError("X and E must be writable (E receives the new memory, X is scratch)")
         if np.shares_memory(X, E):
             raise ValueError("E must not share memory with X")
         self._check_dim(X.shape[1])
         self._check_rng(rng)
         try:
-            buffer, offsets, nbits, keys = self._encode_batch_sum(X, E, rng)
+            buffer, offsets, nbits, keys = self._encode_batch_ef(X, E, rng)
         except NonFiniteInput:
-            check_finite("X + E", X)  # names the first bad entry where the sum has been stored
             raise ValueError("X + E must be finite; found NaN or Inf") from None
         buffer.setflags(write=False)
         return PayloadBatch(buffer, offsets, nbits, X.shape[1], X.dtype, self.name, keys)
 
-    def _encode_batch_sum(self, X, E, rng):
-        """Hook of :meth:`compress_batch_sum`: X += E, then ``_encode_batch`` (override to fuse)."""
-        np.add(X, E, out=X)
-        if not self.checks_finite:
-            check_finite("X + E", X)
-        return self._encode_batch(X, rng)
+    def _encode_batch_ef(self, X, E, rng):
+        """Hook of :meth:`compress_batch_ef`: X += E, encode, decode into E, E = X - E (override to fuse)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            np.add(X, E, out=X)
+        if not np.all(np.isfinite(X)):
+            raise NonFiniteInput("X + E")
+        buffer, offsets, nbits, keys = self._encode_batch(X, rng)
+        self._decode_checked(buffer, offsets, X.shape[1], X.dtype, keys, E)  # E = c
+        np.subtract(X, E, out=E)  # E = p - c
+        return buffer, offsets, nbits, keys
 
     def decompress(self, payload: Payload, out: np.ndarray | None = None) -> np.ndarray:
         """Decode one payload into an array of its ``dim`` and ``dtype``.
@@ -249,6 +262,41 @@ class Compressor(abc.ABC):
             raise DecodeError(f"{self.name}: decoded length {nbits.tolist()} bits != declared {batch.nbits.tolist()}")
         return Y
 
+    def decompress_batch_mean(self, batch: PayloadBatch, out: np.ndarray, *, chunk_bytes: int = 4 << 20) -> np.ndarray:
+        """The float64 mean of the decoded rows, without holding them all: what every receiver of an
+        allgather applies.
+
+        Rows are decoded a few at a time (about ``chunk_bytes`` of decoded values, so they stay in
+        cache) and added in order into ``out`` (:func:`simdist.kernels.rows.add_rows`), then divided
+        by n: bit-identical to ``decompress_batch(batch).astype(np.float64).mean(axis=0)``, with
+        O(chunk) memory instead of O(n d) and no pass of the decoded matrix through main memory.
+
+        Args:
+            batch: a :class:`PayloadBatch` of this compressor (host buffer).
+            out: writable C-contiguous (dim,) float64 array.
+            chunk_bytes: decoded bytes per chunk (>= one row).
+
+        Returns:
+            ``out``.
+        """
+        from ..kernels.rows import add_rows
+
+        if not isinstance(batch, PayloadBatch):
+            raise TypeError(f"batch must be a PayloadBatch, got {type(batch).__name__}")
+        if type(batch.buffer) is not np.ndarray:
+            raise TypeError("decompress_batch_mean takes host batches (NumPy buffers); decode device batches "
+                            "with decompress_batch")
+        check_out("out", out, (batch.dim,), np.float64, batch.buffer)
+        n, d = len(batch), batch.dim
+        rows = max(1, min(n, int(chunk_bytes) // (d * np.dtype(batch.dtype).itemsize)))
+        tmp = np.empty((rows, d), batch.dtype)
+        out[:] = 0.0  # as numpy's sum: from +0.0
+        for r0 in range(0, n, rows):
+            r1 = min(n, r0 + rows)
+            add_rows(self.decompress_batch(batch.rows(r0, r1), out=tmp[: r1 - r0]), out)
+        out /= n
+        return out
+
     def decompress_batch_residual(self, batch: PayloadBatch, P: np.ndarray, out: np.ndarray,
                                   mean_out: np.ndarray) -> np.ndarray:
         """Decode a batch into error feedback's new memory and the mean of the decoded rows.
@@ -265,7 +313,7 @@ class Compressor(abc.ABC):
 
         Args:
             batch: a :class:`PayloadBatch` of this compressor, n rows of dimension d.
-            P: the (n, d) matrix that was encoded (e.g. from :meth:`compress_batch_sum`), batch dtype.
+            P: the (n, d) matrix that was encoded, of the batch's dtype.
             out: writable C-contiguous (n, d) array of the batch's dtype (may not overlap P).
             mean_out: writable C-contiguous (d,) float64 array.
 

@@ -94,6 +94,16 @@ class PayloadBatch:
     def __iter__(self):
         return (self[i] for i in range(len(self)))
 
+    def rows(self, start: int, stop: int) -> "PayloadBatch":
+        """The messages of rows ``start <= i < stop`` as a batch (a view of the same buffer, no copy)."""
+        n = len(self)
+        if not 0 <= start <= stop <= n:
+            raise IndexError(f"rows [{start}, {stop}) out of range for a batch of {n} payloads")
+        lo, hi = int(self.offsets[start]), int(self.offsets[stop])
+        keys = None if self.keys is None else self.keys[start:stop]
+        return PayloadBatch(self.buffer[lo:hi], self.offsets[start : stop + 1] - lo, self.nbits[start:stop],
+                            self.dim, self.dtype, self.codec, keys)
+
     @property
     def total_bits(self) -> int:
         """Sum of the message lengths in bits."""

@@ -128,8 +128,10 @@ class QSGD(Compressor):
         buffer, offsets, nbits = _k.encode(X, keys, self.s, self._b(d), self.norm == "max", elias, self._width)
         return buffer, offsets, nbits, None
 
-    def _encode_batch_sum(self, X, E, rng):
-        """X += E fused into the encode kernel (each bucket is summed, then encoded, while in cache)."""
+    fuses_error_feedback = True  # p = x + e and e = p - c bucket by bucket, inside the encoder
+
+    def _encode_batch_ef(self, X, E, rng):
+        """p = X + E and E = p - c fused into the encode kernel (c from the levels sent)."""
         n, d = X.shape
         keys = draw_keys(rng, n)
         elias = self.encoding == "elias"

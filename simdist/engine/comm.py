@@ -70,7 +70,6 @@ class CommState:
         network: the :class:`~simdist.network.AlphaBeta` model that prices the traces.
         seed: the run's root seed (node i's generator at step t is ``node_step_rng(seed, i, t)``).
         memory: the (P, d) error-feedback memory in ``dtype`` (None without error feedback).
-        decoded: the reused (P, d) decode buffer without error feedback (allocated on first use).
     """
 
     compressor: object
@@ -81,7 +80,6 @@ class CommState:
     network: object
     seed: int
     memory: np.ndarray | None = field(default=None, repr=False)
-    decoded: np.ndarray | None = field(default=None, repr=False)
     #: full precision: (bits per node, wire bits per node, seconds), the same every step
     dense: tuple | None = field(default=None, repr=False)
     #: where the arrays live for ``device="cuda"`` (:class:`simdist.engine.device.Placement`); None: NumPy
@@ -151,7 +149,7 @@ def communicate(G: np.ndarray, state: CommState, t: int):
 
     Args:
         G: the (P, d) finite gradient matrix, C-contiguous, writable, of ``state.dtype``. With error
-            feedback it is **consumed**: on return it holds p = G + e_old (see the module docstring).
+            feedback it is **consumed** (used as scratch: its contents afterwards are unspecified).
         state: the run's :class:`CommState` (its memory is updated in place).
         t: the step index (seeds the nodes' generators).
 
@@ -177,16 +175,21 @@ def communicate(G: np.ndarray, state: CommState, t: int):
     agg = np.empty(d, np.float64)
     E = state.memory
     rngs = _node_rngs(comp, state.seed, t, P)
-    try:  # a. p = G + e_old in G's storage (fused into the encoder where it can) and b. compress p
-        batch = comp.compress_batch(G, rngs) if E is None else comp.compress_batch_sum(G, E, rngs)
+    fused = E is not None and comp.fuses_error_feedback
+    try:  # a. p = G + e_old, b. compress p (with a fused sender side: E = p - c in the same pass)
+        if E is None:
+            batch = comp.compress_batch(G, rngs)
+        elif fused:
+            batch = comp.compress_batch_ef(G, E, rngs)
+        else:
+            np.add(G, E, out=G)
+            batch = comp.compress_batch(G, rngs)
     except ValueError as exc:  # G is finite, of the right shape and dtype: the values are out of range
         raise _diverged(comp, E, t, exc) from None
-    if E is not None:
-        comp.decompress_batch_residual(batch, G, E, agg)  # c. agg = mean(c), E = p - c (fused where it can)
-    else:
-        if state.decoded is None:
-            state.decoded = np.empty((P, d), state.dtype)
-        _mean_rows(comp.decompress_batch(batch, out=state.decoded), agg)
+    if E is not None and not fused:  # c. agg = mean(c) and E = p - c in one pass after the decode
+        comp.decompress_batch_residual(batch, G, E, agg)
+    else:  # c. the receivers decode the bytes (a few rows at a time, in cache) and average them
+        comp.decompress_batch_mean(batch, agg)
     return (agg, *_measure(batch, state))
 
 

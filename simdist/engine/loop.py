@@ -29,17 +29,19 @@ the step size outside the compressor; identical to their form for a constant ste
 p_i = g_i + e_i, c_i = C(p_i), e_i <- p_i - c_i, and the update averages the c_i.
 
 Memory of a compressed step (:func:`communicate`): the error-feedback memory E is one (P, d)
-array in the gradients' dtype, allocated once and reused every step, and the step works in place:
+array in the gradients' dtype, allocated once and reused every step, and the step works in place.
+For compressors whose encoder forms the sender's new memory itself (``fuses_error_feedback``:
+QSGD), in one pass over G and E:
 
-    a. p = G + E, written into G's storage (G is consumed);
-    b. batch = C(p) (one kernel call; the payload buffer is the only large allocation);
-    c. decode every row into E's storage: E = c;
-    d. one fused pass: mean += c (accumulated in float64, rows in order 0..P-1, as
-       ``c.astype(float64).mean(axis=0)`` adds them) and E = p - c.
+    a+b. batch = C(p) for p = G + E, and E = p - c, bucket by bucket in the encoder, with c the
+         values the receivers decode (``Compressor.compress_batch_ef``; G is only read);
+    c.   the receivers decode every message, a few rows at a time, and add them in float64, rows in
+         order 0..P-1, then divide by P (``decompress_batch_mean``: as ``c.astype(float64).mean(axis=0)``).
 
-So a step holds G, E, the payloads and the compressor's encode scratch: at most 3x the (P, d)
-matrix (measured by the benchmark). Without error feedback the decode buffer (P, d) is reused
-the same way and G is left untouched.
+For the others: a. p = G + E into G's storage; b. batch = C(p); c. decode into E's storage (E = c);
+d. one fused pass: mean += c and E = p - c (``decompress_batch_residual``). Either way G is
+consumed (scratch) and a step holds G, E, the payloads and small buffers: at most 3x the (P, d)
+matrix (measured by the benchmark). Without error feedback, step c alone (and G is left untouched).
 
 Precision of the memory: for float64 gradients (every built-in problem) these are exactly the
 float64 operations of :class:`~simdist.compressors.error_feedback.ErrorFeedback` (step 1 adds,

@@ -13,6 +13,11 @@ Per bucket, in one pass over the batch (the bucket stays in L1 between steps 1 a
    64-bit accumulator; every two codes the accumulator is stored as one big-endian word
    (:func:`simdist.coding.bitbuf.store_be64`). Other nonzeros take the general path.
 
+With error feedback (``encode(..., E=E)``) each bucket is first summed, p = x + e, into a small
+buffer, and after step 2 the sender's new memory e = p - c is written from the levels (c computed
+as the decoder computes it): the memory is read and written in the same pass as x. The bucket
+after the next is prefetched (:func:`simdist.kernels.prefetch.prefetch`) while one is encoded.
+
 Rows are written back to back (each from the byte after the previous row's last) into a fresh
 buffer with room for the longest possible messages plus 8 bytes of slack for the word stores;
 only the pages written become resident, and the buffer is then shrunk in place to the exact
@@ -37,6 +42,7 @@ from numba.extending import intrinsic
 
 from ..coding.bitbuf import store_be64
 from .._validate import NonFiniteInput
+from .prefetch import prefetch
 from ..coding.elias import omega_str
 from ..rng import uniform_word
 
@@ -209,14 +215,17 @@ def row_capacity(d: int, b: int, s: int, elias: bool, width: int) -> int:
 
 @njit(cache=True)
 def _encode_kernel(X, keys, s, b, use_max, elias, width, enc_code, enc_len, enc_top, enc_len2,
-                   region, scratch, nbits, E, P):
+                   region, scratch, nbits, E):
     n, d = X.shape
     nb = (d + b - 1) // b
     nw = (min(b, d) + 63) >> 6
     lev = np.zeros(nw * 64, np.int32)  # one bucket's signed levels, zero beyond the bucket
     masks = np.empty(nw, np.uint64)
     fs = np.float64(s)
-    fuse = E.shape[0] == n  # X = P: add E into it bucket by bucket (p = g + e) before encoding
+    ef = E.shape[0] == n  # error feedback: encode p = x + e (a bucket at a time), then e <- p - c
+    line = 64 // X.itemsize  # entries per cache line
+    pbuf = np.empty(min(b, d), X.dtype)  # the bucket of p
+    cbuf = np.empty(min(b, d), X.dtype)  # its dequantized values c, in X's dtype (as decoded)
     for i in range(n):
         x = X[i]
         key = keys[i]
@@ -227,19 +236,27 @@ def _encode_kernel(X, keys, s, b, use_max, elias, width, enc_code, enc_len, enc_
             lo = k * b
             hi = min(d, lo + b)
             m = hi - lo
-            if fuse:  # 0. p = g + e in X's dtype (the same rounding as numpy's add), written back
-                pb = P[i, lo:hi]
+            ahead = min(d, hi + b)  # prefetch the bucket after the next while this one is encoded
+            for t in range(ahead, min(d, ahead + b), line):  # (the work per entry leaves the hardware
+                prefetch(x, t)  # prefetchers behind)
+                if ef:
+                    prefetch(E[i], t)
+            if ef:  # 0. p = x + e in X's dtype (the same rounding as numpy's add)
+                xb = x[lo:hi]
                 eb = E[i, lo:hi]
                 for jj in range(m):
-                    pb[jj] = pb[jj] + eb[jj]
+                    pbuf[jj] = xb[jj] + eb[jj]
+                src, slo, shi = pbuf, 0, m
+            else:
+                src, slo, shi = x, lo, hi
             # 1. the float32 scale
-            bits = scale_bits(x, lo, hi, use_max)
+            bits = scale_bits(src, slo, shi, use_max)
             if bits >= F32_INF_BITS or bits < 0:
                 return i
             sc = f32_value(bits)
             acc, nacc = _put(acc, nacc, bits, 32)
             # 2. stochastic rounding of s |v_j| / scale32 (word j of the row's stream)
-            xs = x[lo:hi]
+            xs = src[slo:shi]
             if sc == 0.0:
                 lev[:m] = 0
             else:
@@ -256,6 +273,13 @@ def _encode_kernel(X, keys, s, b, use_max, elias, width, enc_code, enc_len, enc_
                     lev[jj] = -lv if v < 0 else lv
             if m < nw * 64:
                 lev[m:] = 0
+            if ef:  # 2b. the sender's new memory e = p - c, c exactly as the decoder computes it
+                unit = sc / fs
+                eb = E[i, lo:hi]
+                for jj in range(m):
+                    cbuf[jj] = np.float64(lev[jj]) * unit  # rounded to X's dtype on the store
+                for jj in range(m):
+                    eb[jj] = pbuf[jj] - cbuf[jj]
             store_be64(scratch, o, acc)
             o += nacc >> 3
             acc <<= np.uint64(nacc & 56)
@@ -322,17 +346,17 @@ def _encode_kernel(X, keys, s, b, use_max, elias, width, enc_code, enc_len, enc_
     return -1
 
 
-_NO_SUM = np.zeros((0, 1), np.float64)
-_NO_SUM32 = np.zeros((0, 1), np.float32)
+_NO_EF = {np.dtype(np.float64): np.zeros((0, 1), np.float64), np.dtype(np.float32): np.zeros((0, 1), np.float32)}
 
 
 def encode(X, keys, s, b, use_max, elias, width, E=None):
     """Quantize and encode every row in one pass; returns ``(buffer, offsets, nbits)``.
 
-    With ``E`` (an (n, d) array of X's dtype), X must be writable: each bucket first gets
-    ``X += E`` (error feedback's p = g + e, bit-identical to ``np.add(X, E, out=X)``), then is
-    encoded, so the sum costs no separate pass over memory. A NaN/Inf found then concerns the
-    sum: X is left partly updated.
+    With ``E`` (an (n, d) array of X's dtype: error feedback's memory), the rows encoded are
+    p = X + E (added in X's dtype, as ``numpy.add``), a bucket at a time, and E is overwritten with
+    p - c, where c is what the decoder returns for the message, value for value (the sender's
+    side of error feedback: no second pass over memory, no decode). X is not modified. A NaN/Inf
+    found then concerns p: E is left partly updated.
 
     Entry j of row i uses the random word ``uniform_word(keys[i], j)`` (the SplitMix64 stream
     of the row's key, :mod:`simdist.rng`): ``batch_uniform_bits`` computed inline.
@@ -350,17 +374,18 @@ def encode(X, keys, s, b, use_max, elias, width, E=None):
     region = np.zeros(n + 1, np.int64)  # the kernel fills in the row offsets
     scratch = np.empty(n * cap, np.uint8)
     nbits = np.empty(n, np.int64)
-    if E is None:
-        E = P = _NO_SUM  # (0, 1): no sum (a writable dummy of the same type for both)
-        if X.dtype != np.float64:
-            E = P = _NO_SUM32
-    else:
-        P = X
+    with_ef = E is not None
+    if not with_ef:
+        E = _NO_EF[X.dtype]  # (0, 1): no error feedback
     bad = _encode_kernel(X, np.asarray(keys, np.uint64), np.int64(s), np.int64(b), use_max, elias,
-                         np.int64(width), ENC_CODE, ENC_LEN, ENC_TOP, ENC_LEN2, region, scratch, nbits, E, P)
+                         np.int64(width), ENC_CODE, ENC_LEN, ENC_TOP, ENC_LEN2, region, scratch, nbits, E)
     if bad >= 0:
         if not np.all(np.isfinite(X)):  # the exact check, on the error path only
             raise NonFiniteInput("X holds NaN or Inf")
+        if with_ef:
+            with np.errstate(over="ignore", invalid="ignore"):
+                if not np.all(np.isfinite(X[bad] + E[bad])):
+                    raise NonFiniteInput("X + E holds NaN or Inf")
         raise ValueError(
             f"x: row {bad} has a bucket whose {'max' if use_max else 'l2'} norm exceeds the float32 "
             f"range (3.4e38); QSGD sends the scale as float32"

@@ -24,27 +24,16 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["mean_rows", "mean_rows_and_residual"]
+__all__ = ["mean_rows", "mean_rows_and_residual", "add_rows"]
 
 
 @njit(cache=True)
 def mean_rows(Y, out):  # pragma: no cover - compiled
     """out[j] = (sum_i Y[i, j]) / n in float64, rows added in order (as numpy's axis-0 mean)."""
-    n, d = Y.shape
     out[:] = 0.0  # numpy's sum starts from +0.0 too (so -0.0 entries sum to +0.0)
-    i = 0
-    while i + 4 <= n:
-        y0, y1, y2, y3 = Y[i], Y[i + 1], Y[i + 2], Y[i + 3]
-        for j in range(d):
-            out[j] = (((out[j] + np.float64(y0[j])) + np.float64(y1[j])) + np.float64(y2[j])) + np.float64(y3[j])
-        i += 4
-    while i < n:
-        y0 = Y[i]
-        for j in range(d):
-            out[j] += np.float64(y0[j])
-        i += 1
-    for j in range(d):
-        out[j] /= n
+    add_rows(Y, out)
+    for j in range(Y.shape[1]):
+        out[j] /= Y.shape[0]
 
 
 @njit(cache=True)
@@ -73,3 +62,22 @@ def mean_rows_and_residual(Pm, Y, out):  # pragma: no cover - compiled
         i += 1
     for j in range(d):
         out[j] /= n
+
+
+@njit(cache=True)
+def add_rows(Y, acc):  # pragma: no cover - compiled
+    """acc[j] += Y[0, j] + Y[1, j] + ... in float64, rows added in order, one at a time, four rows
+    per sweep: the additions :func:`mean_rows` makes, so that accumulating the rows of a matrix in
+    chunks (each chunk after the previous) and dividing by n once gives its mean bit for bit."""
+    n, d = Y.shape
+    i = 0
+    while i + 4 <= n:
+        y0, y1, y2, y3 = Y[i], Y[i + 1], Y[i + 2], Y[i + 3]
+        for j in range(d):
+            acc[j] = (((acc[j] + np.float64(y0[j])) + np.float64(y1[j])) + np.float64(y2[j])) + np.float64(y3[j])
+        i += 4
+    while i < n:
+        y0 = Y[i]
+        for j in range(d):
+            acc[j] += np.float64(y0[j])
+        i += 1
