@@ -267,7 +267,7 @@ class Compressor(abc.ABC):
         allgather applies.
 
         Rows are decoded a few at a time (about ``chunk_bytes`` of decoded values, so they stay in
-        cache) and added in order into ``out`` (:func:`simdist.kernels.rows.add_rows`), then divided
+        cache, and at most a quarter of the rows, so the buffer stays small next to the matrix) and added in order into ``out`` (:func:`simdist.kernels.rows.add_rows`), then divided
         by n: bit-identical to ``decompress_batch(batch).astype(np.float64).mean(axis=0)``, with
         O(chunk) memory instead of O(n d) and no pass of the decoded matrix through main memory.
 
@@ -288,7 +288,7 @@ class Compressor(abc.ABC):
                             "with decompress_batch")
         check_out("out", out, (batch.dim,), np.float64, batch.buffer)
         n, d = len(batch), batch.dim
-        rows = max(1, min(n, int(chunk_bytes) // (d * np.dtype(batch.dtype).itemsize)))
+        rows = max(1, min(-(-n // 4), int(chunk_bytes) // (d * np.dtype(batch.dtype).itemsize)))  # <= n/4 rows
         tmp = np.empty((rows, d), batch.dtype)
         out[:] = 0.0  # as numpy's sum: from +0.0
         for r0 in range(0, n, rows):
