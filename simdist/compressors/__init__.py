@@ -13,7 +13,8 @@ Example:
 """
 
 from .base import Compressor
+from .error_feedback import ErrorFeedback
 from .payload import Payload, PayloadBatch
 from .registry import available, get, make, register
 
-__all__ = ["Compressor", "Payload", "PayloadBatch", "available", "get", "make", "register"]
+__all__ = ["Compressor", "ErrorFeedback", "Payload", "PayloadBatch", "available", "get", "make", "register"]
