@@ -24,6 +24,8 @@ References:
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ._args import check_float, check_int
@@ -155,7 +157,9 @@ def check_compressor(c, x: np.ndarray, trials: int, seed: int, confidence: float
         progress: show a tqdm bar on stderr.
 
     Returns:
-        One :class:`~analysis.montecarlo.Verdict` per statement, the bits report last.
+        One :class:`~analysis.montecarlo.Verdict` per statement, the bits report last; each has a
+        stable ``key``: ``"unbiased"``, the hook it checks (``"exact_variance"``, ``"variance_bound"``,
+        ``"expected_nnz"``, ``"nnz_bound"``, ``"bits_bound"``, ``"delta"``) or ``"bits_vs_fp32"``.
     """
     from simdist._validate import check_vector
 
@@ -169,7 +173,7 @@ def check_compressor(c, x: np.ndarray, trials: int, seed: int, confidence: float
     out: list[Verdict] = []
     # 2-3. statements
     if c.unbiased:
-        out.append(verdict_unbiased(s, confidence=confidence, source=_source(c, "unbiased")))
+        out.append(replace(verdict_unbiased(s, confidence=confidence, source=_source(c, "unbiased")), key="unbiased"))
     sq_tol = lambda ref: FLOAT_RTOL * (norm_sq + abs(ref))  # noqa: E731  (float32 rounding)
     for hook, values, kind, tol in (
         ("exact_variance", s.sq_error, "identity", sq_tol),
@@ -180,19 +184,19 @@ def check_compressor(c, x: np.ndarray, trials: int, seed: int, confidence: float
     ):
         ref = _hook(c, hook, x)
         if ref is not None:
-            out.append(verdict_mean(values, ref, kind=kind, statement=_STATEMENTS[hook],
-                                    source=_source(c, hook), confidence=confidence, tol=tol(ref)))
+            out.append(replace(verdict_mean(values, ref, kind=kind, statement=_STATEMENTS[hook], source=_source(c, hook),
+                                            confidence=confidence, tol=tol(ref)), key=hook))
     delta = _hook(c, "delta", x)
     if delta is not None:
         ref = (1.0 - delta) * norm_sq
-        out.append(verdict_mean(s.sq_error, ref, kind="bound", statement=_STATEMENTS["delta"],
-                                source=_source(c, "delta"), confidence=confidence, tol=sq_tol(ref),
-                                detail=f"delta = {delta:.6g}"))
+        out.append(replace(verdict_mean(s.sq_error, ref, kind="bound", statement=_STATEMENTS["delta"],
+                                        source=_source(c, "delta"), confidence=confidence, tol=sq_tol(ref),
+                                        detail=f"delta = {delta:.6g}"), key="delta"))
     # 4. bits against dense fp32
     mean_bits = float(s.nbits.mean())
     ratio = 32.0 * d / mean_bits if mean_bits > 0 else float("inf")
-    out.append(info_verdict(s.nbits, statement="E nbits vs dense fp32 (32 d bits)", source="fp32 baseline",
-                            confidence=confidence,
-                            detail=f"32 d = {32 * d} bits; compression ratio 32 d / E nbits = {ratio:.4g}; "
-                                   f"{mean_bits / d:.4g} bits per entry"))
+    out.append(replace(info_verdict(s.nbits, statement="E nbits vs dense fp32 (32 d bits)", source="fp32 baseline",
+                                    confidence=confidence,
+                                    detail=f"32 d = {32 * d} bits; compression ratio 32 d / E nbits = {ratio:.4g}; "
+                                           f"{mean_bits / d:.4g} bits per entry"), key="bits_vs_fp32"))
     return out

@@ -74,6 +74,8 @@ class Verdict:
         passed: the decision.
         trials: number of compressions.
         detail: a human-readable explanation (decision rule, extra numbers).
+        key: a stable identifier of the statement for programs (e.g. ``"variance_bound"``, the
+            compressor hook it checks; set by :func:`analysis.checks.check_compressor`), or "".
     """
 
     statement: str
@@ -87,6 +89,7 @@ class Verdict:
     passed: bool
     trials: int
     detail: str = ""
+    key: str = ""
 
     def to_dict(self) -> dict:
         """JSON-ready dict (non-finite floats become None, so ``json.dumps`` is strict JSON)."""

@@ -104,6 +104,9 @@ def test_honest_toy_passes_every_statement(dtype):
     kinds = [v.kind for v in verdicts]
     # unbiased, exact variance, variance bound, expected nnz, bits bound, bits info
     assert kinds == ["unbiased", "identity", "bound", "identity", "bound", "info"]
+    assert [v.key for v in verdicts] == ["unbiased", "exact_variance", "variance_bound", "expected_nnz", "bits_bound",
+                                         "bits_vs_fp32"]  # stable keys for programs
+    assert all(v.to_dict()["key"] == v.key for v in verdicts)
     assert all(v.passed for v in verdicts), [v.to_dict() for v in verdicts]
     ev = verdicts[1]
     assert ev.ci_low < ev.reference < ev.ci_high
