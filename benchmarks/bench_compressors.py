@@ -17,32 +17,22 @@ import argparse
 import json
 import os
 import platform
-import time
 from pathlib import Path
 
-os.environ.setdefault("NUMBA_NUM_THREADS", "1")
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from _timing import best_of, single_thread
+
+single_thread()
 
 import numpy as np  # noqa: E402
 
 from simdist import compressors  # noqa: E402
 
 
-def best_of(fn, repeat: int) -> float:
-    fn()  # warm-up (compilation, page faults)
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
 # --- plain vectorized NumPy versions (no bit encoding) --------------------------------------
 
 
 def numpy_qsgd(x, rng, s=16, bucket=512):
+    """Straightforward vectorized QSGD (quantize and dequantize, no bit encoding); also bench_qsgd_phases's."""
     d = x.size
     pad = (-d) % bucket
     v = np.concatenate([x, np.zeros(pad, x.dtype)]).reshape(-1, bucket)

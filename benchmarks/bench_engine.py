@@ -42,9 +42,9 @@ import platform
 import time
 import tracemalloc
 
-os.environ.setdefault("NUMBA_NUM_THREADS", "1")
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from _timing import best_of, single_thread
+
+single_thread()
 # NumPy madvises MADV_HUGEPAGE on every large array. With the common kernel setting
 # transparent_hugepage/defrag = madvise, first-touching a fresh multi-hundred-MiB allocation can then
 # stall in direct compaction; the QSGD encoder allocates its (P x row capacity) scratch, ~0.44x the
@@ -69,15 +69,6 @@ def _fill(G: np.ndarray, rng: np.random.Generator) -> None:
     """Standard normal float32 rows, written in place (no (P, d) temporary)."""
     for i in range(G.shape[0]):
         rng.standard_normal(dtype=np.float32, out=G[i])
-
-
-def _best(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def _proc_kib(field: str) -> int | None:
@@ -112,7 +103,7 @@ def measure(P: int, d: int, repeat: int, *, seed: int = 0, breakdown: bool = Fal
     communicate(G, state, t)
     t += 1
     _fill(G, rng)
-    read = _best(lambda: G.sum(), repeat)
+    read = best_of(lambda: G.sum(), repeat, warmup=False)
     steps, bits = [], []
     for _ in range(repeat):
         _fill(G, rng)
@@ -152,7 +143,7 @@ def _breakdown(G, state, rng, t, repeat) -> dict:
     comp, E, P = state.compressor, state.memory, state.nodes
     _fill(G, rng)
     out = {}
-    out["generators (P x node_step_rng)"] = _best(lambda: _node_rngs(comp, state.seed, t, P), repeat)
+    out["generators (P x node_step_rng)"] = best_of(lambda: _node_rngs(comp, state.seed, t, P), repeat, warmup=False)
     efs = []
     for _ in range(repeat):  # it changes G and E: refill G outside the timer
         _fill(G, rng)
@@ -161,14 +152,14 @@ def _breakdown(G, state, rng, t, repeat) -> dict:
         efs.append(time.perf_counter() - t0)
     out["compress_batch_ef (p = G + E, E = p - c: the encoder)"] = min(efs)
     agg = np.empty(G.shape[1])
-    out["decompress_batch_mean (the receivers: decode, mean)"] = _best(
-        lambda: comp.decompress_batch_mean(batch, agg), repeat)
-    out["  of which decompress_batch alone (out=G)"] = _best(lambda: comp.decompress_batch(batch, out=G), repeat)
-    out["  unfused, for comparison: np.add(G, E, out=G)"] = _best(lambda: np.add(G, E, out=G), 1)
-    out["  unfused: compress_batch"] = _best(lambda: comp.compress_batch(G, _node_rngs(comp, state.seed, t, P)), repeat)
-    out["  unfused: decompress_batch(out=E)"] = _best(lambda: comp.decompress_batch(batch, out=E), repeat)
-    out["  unfused: mean + memory pass"] = _best(lambda: _mean_rows_and_residual(G, E, agg), repeat)
-    out["allgather trace + price"] = _best(lambda: state.network.price(allgather_bits(batch.nbits)), repeat)
+    out["decompress_batch_mean (the receivers: decode, mean)"] = best_of(
+        lambda: comp.decompress_batch_mean(batch, agg), repeat, warmup=False)
+    out["  of which decompress_batch alone (out=G)"] = best_of(lambda: comp.decompress_batch(batch, out=G), repeat, warmup=False)
+    out["  unfused, for comparison: np.add(G, E, out=G)"] = best_of(lambda: np.add(G, E, out=G), 1, warmup=False)
+    out["  unfused: compress_batch"] = best_of(lambda: comp.compress_batch(G, _node_rngs(comp, state.seed, t, P)), repeat, warmup=False)
+    out["  unfused: decompress_batch(out=E)"] = best_of(lambda: comp.decompress_batch(batch, out=E), repeat, warmup=False)
+    out["  unfused: mean + memory pass"] = best_of(lambda: _mean_rows_and_residual(G, E, agg), repeat, warmup=False)
+    out["allgather trace + price"] = best_of(lambda: state.network.price(allgather_bits(batch.nbits)), repeat, warmup=False)
     return {k: 1e3 * v for k, v in out.items()}
 
 

@@ -31,40 +31,19 @@ latency chain is load -> shift -> next load) + ~1.7 writing the output's zeros.
 from __future__ import annotations
 
 import argparse
-import os
-import time
 
-os.environ.setdefault("NUMBA_NUM_THREADS", "1")
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+from _timing import best_of, single_thread
+
+single_thread()
 
 import numpy as np  # noqa: E402
+
+from bench_compressors import numpy_qsgd  # noqa: E402  (the headline table's NumPy baseline)
 
 from simdist.compressors.qsgd import QSGD  # noqa: E402
 from simdist.kernels import qsgd as K  # noqa: E402
 from simdist.kernels import qsgd_decode as D  # noqa: E402
 from simdist.rng import draw_keys  # noqa: E402
-
-
-def best_of(fn, repeat):
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
-def numpy_qsgd(x, rng, s, bucket):
-    """Straightforward vectorized QSGD (quantize and dequantize, no bit encoding)."""
-    d = x.size
-    v = np.concatenate([x, np.zeros((-d) % bucket, x.dtype)]).reshape(-1, bucket)
-    norms = np.sqrt(np.einsum("ij,ij->i", v, v, dtype=np.float64)).astype(np.float32)[:, None]
-    safe = np.where(norms > 0, norms, 1)
-    r = np.abs(v) / safe * s
-    levels = np.floor(r + rng.random(v.shape, dtype=np.float32)).astype(np.int8)
-    signs = np.signbit(v)
-    return (levels * np.where(signs, -1, 1).astype(np.int8) * (norms / s)).reshape(-1)[:d]
 
 
 def main():

@@ -10,25 +10,15 @@ Run: ``python benchmarks/bench_quantizers.py [--log2d 24] [--repeat 5]``
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
+from _timing import best_of
 
 from simdist import compressors
 from simdist.rng import batch_uniform_bits
 
 _POW = np.array([81, 27, 9, 3, 1], np.uint8)
 _DIGITS = np.array([[(v // 3 ** (4 - j)) % 3 for j in range(5)] for v in range(243)], np.int8)
-
-
-def best(f, repeat):
-    f()  # warm-up (Numba compilation, page faults)
-    t = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        f()
-        t.append(time.perf_counter() - t0)
-    return min(t)
 
 
 def numpy_sign(x, b):
@@ -64,18 +54,18 @@ def main():
     a = ap.parse_args()
     d = 1 << a.log2d
     x = np.random.default_rng(0).standard_normal(d).astype(np.float32)
-    t_sum = best(lambda: x.sum(), a.repeat)
+    t_sum = best_of(lambda: x.sum(), a.repeat)
     print(f"d = 2**{a.log2d} float32; x.sum(): {t_sum * 1e3:.2f} ms")
     print(f"{'compressor':28s} {'simdist ms':>11s} {'/x.sum()':>9s} {'numpy ms':>9s} {'simdist/numpy':>14s}")
     for name, bucket in [("sign", None), ("sign", 512), ("terngrad", None), ("terngrad", 512)]:
         c = compressors.make(name, bucket=bucket)
         rng = np.random.default_rng(1)
-        t_sd = best(lambda: c.decompress(c.compress(x, rng)), a.repeat)
+        t_sd = best_of(lambda: c.decompress(c.compress(x, rng)), a.repeat)
         b = d if bucket is None else bucket
         if name == "sign":
-            t_np = best(lambda: numpy_sign(x, b), a.repeat)
+            t_np = best_of(lambda: numpy_sign(x, b), a.repeat)
         else:
-            t_np = best(lambda: numpy_terngrad(x, b, rng), a.repeat)
+            t_np = best_of(lambda: numpy_terngrad(x, b, rng), a.repeat)
         label = f"{name}(bucket={bucket})"
         print(f"{label:28s} {t_sd * 1e3:11.2f} {t_sd / t_sum:9.1f} {t_np * 1e3:9.2f} {t_sd / t_np:14.2f}")
 

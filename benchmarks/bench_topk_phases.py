@@ -12,22 +12,14 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 
 import numpy as np
+from _timing import best_of
 
 from simdist.compressors.topk import TopK
 from simdist.kernels.select import topk_select, workspace_sizes
 
-
-def best_of(f, repeat: int = 5) -> float:
-    f()  # warm-up (compilation, page faults)
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+REPEAT = 5  # timed runs (best of, after a warm-up)
 
 
 def main(log2d: int = 24, ratio: float = 0.01) -> dict:
@@ -42,16 +34,16 @@ def main(log2d: int = 24, ratio: float = 0.01) -> dict:
         holder["y"] = c.decompress(p)
         holder["nbits"] = p.nbits
 
-    t_sum = best_of(lambda: x.sum())
-    t_rt = best_of(roundtrip)
-    t_comp = best_of(lambda: c.compress(x))
+    t_sum = best_of(lambda: x.sum(), REPEAT)
+    t_rt = best_of(roundtrip, REPEAT)
+    t_comp = best_of(lambda: c.compress(x), REPEAT)
     p = c.compress(x)
-    t_dec = best_of(lambda: c.decompress(p))
+    t_dec = best_of(lambda: c.decompress(p), REPEAT)
     out, vals = np.empty(k, np.int64), np.empty(k, x.dtype)
     n64, nv = workspace_sizes(d, k)
     ws, wsv = np.empty(n64, np.int64), np.empty(nv, x.dtype)
-    t_sel = best_of(lambda: topk_select(x, k, out, vals, ws, wsv))
-    t_np = best_of(lambda: np.argpartition(np.abs(x), d - k)[d - k :])
+    t_sel = best_of(lambda: topk_select(x, k, out, vals, ws, wsv), REPEAT)
+    t_np = best_of(lambda: np.argpartition(np.abs(x), d - k)[d - k :], REPEAT)
 
     def np_roundtrip():
         idx = np.sort(np.argpartition(np.abs(x), d - k)[d - k :])
@@ -60,7 +52,7 @@ def main(log2d: int = 24, ratio: float = 0.01) -> dict:
         y[idx] = v
         return y
 
-    t_np_rt = best_of(np_roundtrip)
+    t_np_rt = best_of(np_roundtrip, REPEAT)
     res = {
         "d": d, "k": k, "nbits": holder["nbits"], "bits_per_kept": holder["nbits"] / k,
         "compression_vs_fp32": 32 * d / holder["nbits"], "d_over_k_log2d": d / (k * math.log2(d)),

@@ -7,7 +7,6 @@ Skipped only where mpi4py or mpirun is missing (CI installs both: openmpi-bin, p
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 import subprocess
@@ -15,11 +14,11 @@ import sys
 import textwrap
 import time
 
-import numpy as np
 import pytest
+from _launch import (
+    BASE, ENV, P, assert_collectives_equal_simulator, assert_same_history, read_results, write_worker,
+)
 
-P = 4
-ENV = dict(os.environ, PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
 MPIRUN = shutil.which("mpirun") or shutil.which("mpiexec")
 _missing = [what for what, ok in (("mpi4py", importlib.util.find_spec("mpi4py") is not None),
                                   ("mpirun/mpiexec", MPIRUN is not None)) if not ok]
@@ -34,31 +33,7 @@ def _mpirun_cmd(n=P):
     return cmd + ["--oversubscribe"]
 
 
-BASE = """\
-seed = 5
-nodes = 4
-steps = 25
-batch_size = 4
-lr = 0.05
-[problem]
-name = "least_squares"
-"""
 TOPK_EF = BASE.replace("lr = 0.05\n", "lr = 0.05\nerror_feedback = true\n") + '[compressor]\nname = "topk"\nk = 3\n'
-
-
-def _simulate(cfg, sim):
-    r = subprocess.run([sys.executable, "-m", "simdist", "train", str(cfg), "--out", str(sim), "--no-progress",
-                        "--set", f"nodes={P}"], capture_output=True, text=True, env=ENV, timeout=120)
-    assert r.returncode == 0, r.stderr
-    return json.loads(sim.read_text())
-
-
-def _assert_same_history(real, sim):
-    a, b = json.loads(real.read_text()), json.loads(sim.read_text())
-    assert len(a["loss"]) == 25 and a["stop_reason"] is None
-    for key in ("loss", "grad_norm", "bits", "wire_bits", "sim_time"):
-        assert a[key] == b[key], key  # bit-exact: the same floats
-    assert a["config"] == b["config"]
 
 
 @needs_mpi
@@ -71,8 +46,7 @@ def test_launch_mpi_history_equals_simulation_exactly(tmp_path, toml):
                         "--out", str(real), "--timeout", "20"], capture_output=True, text=True, env=ENV, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "over 4 processes (mpi)" in r.stdout
-    _simulate(cfg, sim)
-    _assert_same_history(real, sim)
+    assert_same_history(real, cfg, sim)
 
 
 @needs_mpi
@@ -85,45 +59,20 @@ def test_launch_under_an_existing_mpirun_runs_the_worker(tmp_path):
                                         "--out", str(real), "--timeout", "20"],
                        capture_output=True, text=True, env=ENV, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
-    _simulate(cfg, sim)
-    _assert_same_history(real, sim)
+    assert_same_history(real, cfg, sim)
 
 
 WORKER = """\
-import os, sys, time, json
-import numpy as np
-from simdist.collectives import dense
 from simdist.transports.mpi import MPITransport
-mode, out = sys.argv[1], sys.argv[2]
 tr = MPITransport(timeout=float(os.environ["TO"]))
-rank = tr.rank
-res = {}
 if mode == "trace":
-    for name, data in (("ring", np.arange(10, dtype=np.float32) * (rank + 1)),
-                       ("recursive_doubling", np.arange(6, dtype=np.float64) + rank),
-                       ("rabenseifner", np.arange(7, dtype=np.float32) - rank),
-                       ("allgather", (bytes([rank] * (rank + 1)), 8 * rank + 3))):
-        o, t = tr.run(dense.make(name), data)
-        res[name] = {"out": [[list(bytes(b)), int(n)] for b, n in o] if name == "allgather" else o.tolist(),
-                     "messages": t.messages().tolist(), "reductions": t.reductions().tolist()}
-    got = tr.gather_bytes(np.full(rank + 1, rank, np.uint8), root=1)
+    res = run_collectives(tr, tr.rank)
+    got = tr.gather_bytes(np.full(tr.rank + 1, tr.rank, np.uint8), root=1)
     res["gather"] = None if got is None else [g.tolist() for g in got]
-    res["bcast"] = tr.bcast_bytes(np.arange(5, dtype=np.uint8) if rank == 3 else None, root=3).tolist()
+    res["bcast"] = tr.bcast_bytes(np.arange(5, dtype=np.uint8) if tr.rank == 3 else None, root=3).tolist()
 else:
-    tr.run(dense.make("ring"), np.ones(8, np.float32))
-    if rank == 2:
-        if mode == "die":
-            os._exit(7)
-        time.sleep(120)
-    t0 = time.perf_counter()
-    try:
-        tr.run(dense.make("ring"), np.ones(8, np.float32), context="after the failure")
-        res = {"error": None}
-    except TimeoutError as exc:
-        res = {"error": str(exc), "seconds": time.perf_counter() - t0}
-with open(f"{out}.{rank}.tmp", "w") as f:
-    json.dump(res, f)
-os.replace(f"{out}.{rank}.tmp", f"{out}.{rank}")
+    res = after_failure(tr, tr.rank, mode, sleep_s=120)
+write_result(out, tr.rank, res)
 if mode == "stall":
     # wait (bounded) for the other survivors to write theirs, then abort the job as documented
     t1 = time.time()
@@ -134,43 +83,18 @@ if mode == "stall":
 
 
 def _run_workers(tmp_path, mode, timeout_s):
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER)
-    out = tmp_path / "res"
+    script = write_worker(tmp_path, WORKER)
     t0 = time.perf_counter()
-    r = subprocess.run(_mpirun_cmd() + [sys.executable, str(script), mode, str(out)],
+    r = subprocess.run(_mpirun_cmd() + [sys.executable, str(script), mode, str(tmp_path / "res")],
                        env=dict(ENV, TO=str(timeout_s)), capture_output=True, text=True, timeout=90)
-    elapsed = time.perf_counter() - t0
-    res = {}
-    for rank in range(P):
-        path = tmp_path / f"res.{rank}"
-        if path.exists():
-            res[rank] = json.loads(path.read_text())
-    return res, elapsed, r
+    return read_results(tmp_path), time.perf_counter() - t0, r
 
 
 @needs_mpi
 def test_dense_collectives_over_mpi_equal_the_simulator(tmp_path):
-    from simdist.collectives import dense
-    from simdist.collectives.simulated import SimulatedTransport
-    from simdist.collectives.trace import Trace
-
     res, _, r = _run_workers(tmp_path, "trace", 20)
     assert r.returncode == 0 and sorted(res) == list(range(P)), r.stderr[-3000:]
-    inputs = {"ring": [np.arange(10, dtype=np.float32) * (q + 1) for q in range(P)],
-              "recursive_doubling": [np.arange(6, dtype=np.float64) + q for q in range(P)],
-              "rabenseifner": [np.arange(7, dtype=np.float32) - q for q in range(P)],
-              "allgather": [(bytes([q] * (q + 1)), 8 * q + 3) for q in range(P)]}
-    for name, data in inputs.items():
-        outs, trace = SimulatedTransport(P).run(dense.make(name), data)
-        real = Trace.from_arrays(P, np.concatenate([np.array(res[q][name]["messages"]).reshape(-1, 4) for q in range(P)]),
-                                 np.concatenate([np.array(res[q][name]["reductions"]).reshape(-1, 3) for q in range(P)]))
-        assert real == trace, name  # same (round, src, dst, nbits) and reductions (P a power of two)
-        for q in range(P):
-            if name == "allgather":
-                assert res[q][name]["out"] == [[list(bytes(b)), int(n)] for b, n in outs[q]]
-            else:
-                assert res[q][name]["out"] == outs[q].tolist(), name  # bit-identical sums
+    assert_collectives_equal_simulator(res)
     # the untraced control helpers
     assert res[1]["gather"] == [[q] * (q + 1) for q in range(P)]
     assert all(res[q]["gather"] is None for q in (0, 2, 3))

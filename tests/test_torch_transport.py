@@ -4,8 +4,6 @@ a dead or stalled rank raises TimeoutError within the timeout, the launcher's ex
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -13,15 +11,15 @@ import time
 
 import numpy as np
 import pytest
+from _launch import (
+    BASE, ENV, P, assert_collectives_equal_simulator, assert_same_history, read_results, write_worker,
+)
 
 torch = pytest.importorskip("torch", reason="torch is not installed (CI installs it: pip install torch)")
 if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
     pytest.skip("torch.distributed with gloo is not available", allow_module_level=True)
 
 from simdist.transports.torch_dist import decode_payload, encode_payload, free_port  # noqa: E402
-
-P = 4
-ENV = dict(os.environ, PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
 
 def _launch(tmp_path, toml: str, *extra, timeout=20):
@@ -34,24 +32,6 @@ def _launch(tmp_path, toml: str, *extra, timeout=20):
     return r, cfg, real, sim
 
 
-def _simulate(cfg, sim):
-    r = subprocess.run([sys.executable, "-m", "simdist", "train", str(cfg), "--out", str(sim), "--no-progress",
-                        "--set", f"nodes={P}"], capture_output=True, text=True, env=ENV, timeout=120)
-    assert r.returncode == 0, r.stderr
-    return json.loads(sim.read_text())
-
-
-BASE = """\
-seed = 5
-nodes = 4
-steps = 25
-batch_size = 4
-lr = 0.05
-[problem]
-name = "least_squares"
-"""
-
-
 @pytest.mark.parametrize("extra", [
     'error_feedback = true\n[compressor]\nname = "topk"\nk = 3\n',
     '[compressor]\nname = "sign"\n',
@@ -61,59 +41,26 @@ def test_launch_history_equals_simulation_exactly(tmp_path, extra):
         "[compressor]" + extra.split("[compressor]")[1])
     r, cfg, real, sim = _launch(tmp_path, toml)
     assert r.returncode == 0, r.stderr[-3000:]
-    a, b = json.loads(real.read_text()), _simulate(cfg, sim)
-    assert len(a["loss"]) == 25 and a["stop_reason"] is None
-    for key in ("loss", "grad_norm", "bits", "wire_bits", "sim_time"):
-        assert a[key] == b[key], key  # bit-exact: the same floats
-    assert a["config"] == b["config"]
+    assert_same_history(real, cfg, sim)
 
 
 def test_launch_full_precision_matches_simulation(tmp_path):
     r, cfg, real, sim = _launch(tmp_path, BASE)
     assert r.returncode == 0, r.stderr[-3000:]
-    a, b = json.loads(real.read_text()), _simulate(cfg, sim)
     # the simulator sums the fp32 rows in the ring's own order (fastpath.allreduce_sum): bit-exact
-    for key in ("loss", "grad_norm", "bits", "wire_bits", "sim_time"):
-        assert a[key] == b[key], key
+    assert_same_history(real, cfg, sim)
 
 
 WORKER = """\
-import os, sys, time, json
-import numpy as np
-from simdist.collectives import dense
 from simdist.transports.torch_dist import TorchTransport
-mode, out = sys.argv[1], sys.argv[2]
 rank = int(os.environ["RANK"])
 tr = TorchTransport(timeout=float(os.environ["TO"]))
-res = {}
-if mode == "trace":
-    for name, data in (("ring", np.arange(10, dtype=np.float32) * (rank + 1)),
-                       ("recursive_doubling", np.arange(6, dtype=np.float64) + rank),
-                       ("rabenseifner", np.arange(7, dtype=np.float32) - rank),
-                       ("allgather", (bytes([rank] * (rank + 1)), 8 * rank + 3))):
-        o, t = tr.run(dense.make(name), data)
-        res[name] = {"out": [[b.tolist(), n] for b, n in o] if name == "allgather" else o.tolist(),
-                     "messages": t.messages().tolist(), "reductions": t.reductions().tolist()}
-else:
-    tr.run(dense.make("ring"), np.ones(8, np.float32))
-    if rank == 2:
-        if mode == "die":
-            os._exit(7)
-        time.sleep(60)
-    t0 = time.perf_counter()
-    try:
-        tr.run(dense.make("ring"), np.ones(8, np.float32), context="after the failure")
-        res = {"error": None}
-    except TimeoutError as exc:
-        res = {"error": str(exc), "seconds": time.perf_counter() - t0}
-with open(f"{out}.{rank}", "w") as f:
-    json.dump(res, f)
+write_result(out, rank, run_collectives(tr, rank) if mode == "trace" else after_failure(tr, rank, mode, sleep_s=60))
 """
 
 
 def _run_workers(tmp_path, mode, timeout_s):
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER)
+    script = write_worker(tmp_path, WORKER)
     port, out = free_port(), tmp_path / "res"
     procs = [subprocess.Popen([sys.executable, str(script), mode, str(out)],
                               env=dict(ENV, RANK=str(r), WORLD_SIZE=str(P), MASTER_ADDR="127.0.0.1",
@@ -128,36 +75,13 @@ def _run_workers(tmp_path, mode, timeout_s):
     if mode == "stall":
         procs[2].kill()
         procs[2].wait()
-    res = {}
-    for r in range(P):
-        path = tmp_path / f"res.{r}"
-        if path.exists():
-            res[r] = json.loads(path.read_text())
-    return res, elapsed, procs
+    return read_results(tmp_path), elapsed, procs
 
 
 def test_dense_collectives_over_gloo_equal_the_simulator(tmp_path):
-    from simdist.collectives import dense
-    from simdist.collectives.simulated import SimulatedTransport
-    from simdist.collectives.trace import Trace
-
     res, _, procs = _run_workers(tmp_path, "trace", 20)
     assert sorted(res) == list(range(P)), [p.stderr.read().decode()[-2000:] for p in procs]
-    inputs = {"ring": [np.arange(10, dtype=np.float32) * (r + 1) for r in range(P)],
-              "recursive_doubling": [np.arange(6, dtype=np.float64) + r for r in range(P)],
-              "rabenseifner": [np.arange(7, dtype=np.float32) - r for r in range(P)],
-              "allgather": [(bytes([r] * (r + 1)), 8 * r + 3) for r in range(P)]}
-    for name, data in inputs.items():
-        outs, trace = SimulatedTransport(P).run(dense.make(name), data)
-        real = Trace.from_arrays(P, np.concatenate([np.array(res[r][name]["messages"]).reshape(-1, 4) for r in range(P)]),
-                                 np.concatenate([np.array(res[r][name]["reductions"]).reshape(-1, 3) for r in range(P)]))
-        assert real == trace, name  # same (round, src, dst, nbits) and reductions, power of two P
-        for r in range(P):
-            if name == "allgather":
-                assert res[r][name]["out"] == [[list(np.frombuffer(b, np.uint8)), n] for b, n in
-                                               [(bytes(x), y) for x, y in outs[r]]]
-            else:
-                assert res[r][name]["out"] == outs[r].tolist(), name  # bit-identical sums
+    assert_collectives_equal_simulator(res)
 
 
 @pytest.mark.parametrize("mode", ["die", "stall"])

@@ -18,7 +18,8 @@ Kernels (one thread per output element; grid-stride free, launch with enough thr
    QSGD: ``max(sqrt(S), max|x|)`` rounded up to float32). A non-finite float64 sum (NaN/Inf
    input, or float64 overflow) or a scale beyond float32 sets ``flag[0]`` (1 resp. 2).
 3. ``qsgd_levels``: one thread per entry: stochastic rounding with word j of the row's
-   SplitMix64 stream (:func:`uniform_word`, the device twin of :func:`simdist.rng.uniform_word`).
+   SplitMix64 stream (:func:`simdist.gpu.device_util.uniform_word`, compiled from the source of
+   :func:`simdist.rng.uniform_word`).
 4. ``sign_pack`` / ``qsgd_pack``: one thread per output byte; every byte of the message
    (padding included) is written, so the buffer needs no zeroing.
 5. ``sign_unpack`` / ``qsgd_unpack``: decoders, one thread per entry; every read stays inside
@@ -32,6 +33,9 @@ products that feed an addition use ``libdevice.dmul_rn`` (an uncontractable, cor
 multiply); float64 division and sqrt are IEEE on CUDA without ``fastmath``. The simulator runs
 Python arithmetic (no contraction), so this part is checked only by the real-GPU tests
 (``tests/test_gpu_device.py``).
+
+The device helpers (``vmin``, ``f32_bits``, ``uniform_word``, ...) live in
+:mod:`simdist.gpu.device_util` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -39,7 +43,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import config, cuda
+from numba import cuda
+
+from .device_util import (
+    F32_INF_BITS, UNIFORM, dmul_rn, f32_bits, f32_bits_up, f32_value, get_bits, lane_span, scale_error,
+    uniform_word, vmax, vmin,
+)
 
 __all__ = [
     "TPB", "vmin", "vmax", "uniform_word", "f32_bits", "f32_value",
@@ -50,81 +59,7 @@ __all__ = [
 #: Threads per block of every launch.
 TPB = 128
 
-_F32_MAX = 3.4028234663852886e38
-_F32_INF_BITS = 0x7F800000
-_UNIFORM = 2.0**-32
-
-if config.ENABLE_CUDASIM:  # the simulator evaluates Python floats: no contraction to undo
-    def dmul_rn(a, b):
-        return a * b
-else:  # pragma: no cover - real GPU only
-    from numba.cuda.libdevice import dmul_rn
-
-
-# --- device helpers -----------------------------------------------------------------------------
-# Numba 0.68's CUDA target fails to type the builtin min/max (their vararg overload: "Signature
-# mismatch: 2 argument types given, but function takes 1 arguments"), so kernels use these two.
-
-
-@cuda.jit(device=True)
-def vmin(a, b):
-    """``min(a, b)`` (Python's semantics: a unless b < a)."""
-    return b if b < a else a
-
-
-@cuda.jit(device=True)
-def vmax(a, b):
-    """``max(a, b)`` (Python's semantics: a unless b > a)."""
-    return b if b > a else a
-
-
-
-@cuda.jit(device=True)
-def uniform_word(key, j):
-    """Word j (in [0, 2**32)) of the SplitMix64 stream of ``key``: :func:`simdist.rng.uniform_word`."""
-    z = np.uint64(key) + np.uint64(j + 1) * np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z = z ^ (z >> np.uint64(31))
-    return z >> np.uint64(32)
-
-
-@cuda.jit(device=True)
-def f32_bits(r):
-    """IEEE binary32 bits of a non-negative float64 ``r`` that is exactly a float32 (inf bits past the range)."""
-    if r == 0.0:
-        return np.int64(0)
-    if r > _F32_MAX:
-        return np.int64(_F32_INF_BITS)
-    m, e = math.frexp(r)
-    if e >= -125:
-        return np.int64(((e + 126) << 23) | (np.int64(m * 16777216.0) - 8388608))
-    return np.int64(r * 2.0**149)
-
-
-@cuda.jit(device=True)
-def f32_value(bits):
-    """float64 value of a finite non-negative binary32 bit pattern."""
-    e = (bits >> 23) & 0xFF
-    m = bits & 0x7FFFFF
-    if e == 0:
-        return math.ldexp(np.float64(m), -149)  # int exponents: Python's ldexp (simulator) wants an int
-    return math.ldexp(np.float64(m | 0x800000), int(e - 150))
-
-
-@cuda.jit(device=True)
-def _get_bits(buf, base, pos, nbits):
-    """``nbits`` (<= 32) bits at bit ``pos`` of the row starting at byte ``base``, MSB first."""
-    v = np.int64(0)
-    got = 0
-    while got < nbits:
-        byte = np.int64(buf[base + (pos >> 3)])
-        off = pos & 7
-        take = vmin(8 - off, nbits - got)
-        v = (v << take) | ((byte >> (8 - off - take)) & ((1 << take) - 1))
-        got += take
-        pos += take
-    return v
+_F32_INF_BITS = F32_INF_BITS  # (imported from here by kernels_qsgd_elias)
 
 
 # --- scaled sign ----------------------------------------------------------------------------------
@@ -138,15 +73,11 @@ def abs_lanes(X, b, lanes):
     nb = lanes.shape[1]
     if t >= n * nb * 8:
         return
-    i = t // (nb * 8)
-    r = t - i * nb * 8
-    k = r >> 3
-    lo = k * b
-    hi = vmin(d, lo + b)
+    i, k, l, lo, hi = lane_span(t, nb, b, d)
     acc = 0.0
-    for j in range(lo + (r & 7), hi, 8):
+    for j in range(lo + l, hi, 8):
         acc += abs(np.float64(X[i, j]))
-    lanes[i, k, r & 7] = acc
+    lanes[i, k, l] = acc
 
 
 @cuda.jit
@@ -165,11 +96,11 @@ def sign_scales(lanes, b, d, bits, flag):
     m = vmin(d, lo + b) - lo
     if not math.isfinite(tot):
         cuda.atomic.max(flag, 0, 1)
-        bits[i, k] = _F32_INF_BITS
+        bits[i, k] = F32_INF_BITS
         return
     f = np.float64(np.float32(tot / m))
     bits[i, k] = f32_bits(f)
-    if bits[i, k] >= _F32_INF_BITS:
+    if bits[i, k] >= F32_INF_BITS:
         cuda.atomic.max(flag, 0, 2)
 
 
@@ -208,12 +139,10 @@ def sign_unpack(buf, offsets, b, scaled, Y, status):
     sc = 1.0
     if scaled:
         j = k // b
-        bits = _get_bits(buf, base, 32 * j, 32)
-        if (bits >> 23) & 0xFF == 0xFF:
-            cuda.atomic.min(status, 0, -6)
-            return
-        if bits >> 31:
-            cuda.atomic.min(status, 0, -3)
+        bits = get_bits(buf, base, 32 * j, 32)
+        err = scale_error(bits)
+        if err:
+            cuda.atomic.min(status, 0, err)
             return
         sc = f32_value(bits)
         base += 4 * nb
@@ -233,20 +162,16 @@ def sq_lanes(X, b, S, M):
     nb = S.shape[1]
     if t >= n * nb * 8:
         return
-    i = t // (nb * 8)
-    r = t - i * nb * 8
-    k = r >> 3
-    lo = k * b
-    hi = vmin(d, lo + b)
+    i, k, l, lo, hi = lane_span(t, nb, b, d)
     s = 0.0
     mx = 0.0
-    for j in range(lo + (r & 7), hi, 8):
+    for j in range(lo + l, hi, 8):
         a = abs(np.float64(X[i, j]))
         s += dmul_rn(a, a)  # no fused multiply-add: the CPU lanes round the product
         if a > mx:
             mx = a
-    S[i, k, r & 7] = s
-    M[i, k, r & 7] = mx
+    S[i, k, l] = s
+    M[i, k, l] = mx
 
 
 @cuda.jit
@@ -265,7 +190,7 @@ def qsgd_scales(S, M, use_max, bits, scale, flag):
     scale[i, k] = 0.0
     if not math.isfinite(ss):
         cuda.atomic.max(flag, 0, 1)
-        bits[i, k] = _F32_INF_BITS
+        bits[i, k] = F32_INF_BITS
         return
     if use_max:
         sc = mx
@@ -273,12 +198,9 @@ def qsgd_scales(S, M, use_max, bits, scale, flag):
         sc = math.sqrt(ss)
         if sc < mx:
             sc = mx
-    r = np.float64(np.float32(sc))
-    bb = f32_bits(r)
-    if r < sc:
-        bb += 1
+    bb = f32_bits_up(sc)
     bits[i, k] = bb
-    if bb >= _F32_INF_BITS:
+    if bb >= F32_INF_BITS:
         cuda.atomic.max(flag, 0, 2)
         return
     scale[i, k] = f32_value(bb)
@@ -303,7 +225,7 @@ def qsgd_levels(X, keys, s, b, scale, lev):
         if lv >= s:
             lv = np.int64(s)
             p = 0.0
-        u = np.float64(np.int64(uniform_word(keys[i], j))) * _UNIFORM
+        u = np.float64(np.int64(uniform_word(keys[i], j))) * UNIFORM
         if u < p:
             lv += 1
     lev[i, j] = -lv if v < 0 else lv
@@ -354,14 +276,12 @@ def qsgd_unpack(buf, offsets, s, b, width, Y, status):
     k = j // b
     blen = 32 + b * width
     base = offsets[i]
-    bits = _get_bits(buf, base, k * blen, 32)
-    if (bits >> 23) & 0xFF == 0xFF:
-        cuda.atomic.min(status, 0, -6)
+    bits = get_bits(buf, base, k * blen, 32)
+    err = scale_error(bits)
+    if err:
+        cuda.atomic.min(status, 0, err)
         return
-    if bits >> 31:
-        cuda.atomic.min(status, 0, -3)
-        return
-    c = _get_bits(buf, base, k * blen + 32 + (j - k * b) * width, width)
+    c = get_bits(buf, base, k * blen + 32 + (j - k * b) * width, width)
     if c > 2 * s or (bits == 0 and c != s):
         cuda.atomic.min(status, 0, -3)
         return

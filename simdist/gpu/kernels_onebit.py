@@ -26,8 +26,8 @@ Decoding (three launches; ``status[0]`` is lowered by ``cuda.atomic.min`` to a c
    side), and the row's zero padding (-4, thread of the last bucket), and stores the two values;
 3. ``onebit_expand``: one thread per entry, ``Y[i, k] = (avg+, avg-)[bit]``.
 
-:func:`bucket_chunk` (the (row, bucket, chunk) split of a thread index) is shared with
-:mod:`simdist.gpu.kernels_terngrad`.
+:data:`CHUNK` and :func:`bucket_chunk` (the (row, bucket, chunk) split of a thread index, shared
+with :mod:`simdist.gpu.kernels_terngrad`) come from :mod:`simdist.gpu.device_util`.
 
 Example (runs on a GPU, or anywhere with ``NUMBA_ENABLE_CUDASIM=1``):
     >>> import numpy as np
@@ -53,28 +53,11 @@ import math
 import numpy as np
 from numba import cuda
 
-from .kernels import f32_bits, f32_value, vmin
+from .device_util import CHUNK, F32_MAX, bucket_chunk, f32_bits, f32_value, get_u32, vmin
 
 __all__ = ["CHUNK", "bucket_chunk", "onebit_averages", "onebit_counts", "onebit_check", "onebit_expand"]
 
-#: Entries per thread of the chunked bucket kernels (here and in kernels_terngrad).
-CHUNK = 256
-
-_F32_MAX = 3.4028234663852886e38
 _SIGN = 0x80000000
-
-
-@cuda.jit(device=True)
-def bucket_chunk(t, nb, cpb, b, d):
-    """(row i, bucket j, lo, hi) of work item ``t`` of the split into ``cpb`` chunks of :data:`CHUNK`
-    entries per bucket (``lo >= hi`` for the empty chunks past a short last bucket)."""
-    per_row = nb * cpb
-    i = t // per_row
-    r = t - i * per_row
-    j = r // cpb
-    lo = j * b + (r - j * cpb) * CHUNK
-    hi = vmin(vmin(d, (j + 1) * b), lo + CHUNK)
-    return i, j, lo, hi
 
 
 @cuda.jit
@@ -113,7 +96,7 @@ def onebit_averages(X, b, bits, flag):
         an = -np.float64(np.float32(sn / cn))
     bits[i, 2 * j] = f32_bits(ap)
     bits[i, 2 * j + 1] = f32_bits(an) | (_SIGN if cn > 0 else 0)
-    if ap > _F32_MAX or an > _F32_MAX:
+    if ap > F32_MAX or an > F32_MAX:
         cuda.atomic.max(flag, 1, 1)
 
 
@@ -150,11 +133,8 @@ def onebit_check(buf, offsets, b, d, cnt, vals, status):
     i = t // nb
     j = t - i * nb
     h = offsets[i] + 8 * j
-    bp = np.int64(0)
-    bn = np.int64(0)
-    for q in range(4):
-        bp = (bp << 8) | np.int64(buf[h + q])
-        bn = (bn << 8) | np.int64(buf[h + 4 + q])
+    bp = get_u32(buf, h)
+    bn = get_u32(buf, h + 4)
     if (bp >> 23) & 0xFF == 0xFF or (bn >> 23) & 0xFF == 0xFF:
         cuda.atomic.min(status, 0, -6)
         return

@@ -50,13 +50,12 @@ import math
 import numpy as np
 from numba import cuda
 
-from .kernels import dmul_rn, f32_bits, f32_value, uniform_word, vmin
-from .kernels_onebit import CHUNK, bucket_chunk
+from .device_util import (
+    CHUNK, F32_INF_BITS, UNIFORM, bucket_chunk, dmul_rn, f32_bits_up, f32_value, get_u32, scale_error,
+    uniform_word, vmin,
+)
 
 __all__ = ["CHUNK", "tern_clip", "tern_max", "tern_scales", "tern_pack", "tern_scales_check", "tern_unpack"]
-
-_F32_INF_BITS = 0x7F800000
-_UNIFORM = 2.0**-32
 
 
 @cuda.jit(device=True)
@@ -126,13 +125,9 @@ def tern_scales(mx, bits, scale, flag):
     n, nb = bits.shape
     if t >= n * nb:
         return
-    m = mx[t]
-    r = np.float64(np.float32(m))
-    bb = f32_bits(r)
-    if r < m:
-        bb += 1
+    bb = f32_bits_up(mx[t])
     bits[t // nb, t - (t // nb) * nb] = bb
-    if bb >= _F32_INF_BITS:
+    if bb >= F32_INF_BITS:
         cuda.atomic.max(flag, 1, 1)
         scale[t] = 0.0
         return
@@ -146,7 +141,7 @@ def _symbol(X, keys, i, k, cap, s):
         return 1
     g = np.float64(X[i, k])
     p = vmin(abs(g), cap) / s
-    u = np.float64(np.int64(uniform_word(keys[i], k))) * _UNIFORM
+    u = np.float64(np.int64(uniform_word(keys[i], k))) * UNIFORM
     if not u < p:
         return 1
     return 0 if g < 0 else 2
@@ -184,15 +179,10 @@ def tern_scales_check(buf, offsets, nb, sc, status):
     if t >= n * nb:
         return
     i = t // nb
-    h = offsets[i] + 4 * (t - i * nb)
-    bb = np.int64(0)
-    for q in range(4):
-        bb = (bb << 8) | np.int64(buf[h + q])
-    if (bb >> 23) & 0xFF == 0xFF:
-        cuda.atomic.min(status, 0, -6)
-        return
-    if bb >> 31:
-        cuda.atomic.min(status, 0, -3)
+    bb = get_u32(buf, offsets[i] + 4 * (t - i * nb))
+    err = scale_error(bb)
+    if err:
+        cuda.atomic.min(status, 0, err)
         return
     sc[t] = f32_value(bb)
 
