@@ -60,12 +60,18 @@ write_result(out, rank, run_collectives(tr, rank) if mode == "trace" else after_
 
 
 def _run_workers(tmp_path, mode, timeout_s):
+    """Start P worker processes; returns (results, elapsed seconds, each rank's output tail). Output
+    goes to files, not pipes: a chatty rank can never block on a full pipe nobody reads."""
     script = write_worker(tmp_path, WORKER)
     port, out = free_port(), tmp_path / "res"
-    procs = [subprocess.Popen([sys.executable, str(script), mode, str(out)],
-                              env=dict(ENV, RANK=str(r), WORLD_SIZE=str(P), MASTER_ADDR="127.0.0.1",
-                                       MASTER_PORT=str(port), TO=str(timeout_s)),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for r in range(P)]
+    logs = [tmp_path / f"rank{r}.log" for r in range(P)]
+    procs = []
+    for r in range(P):
+        with open(logs[r], "wb") as f:  # the child keeps its own descriptor
+            procs.append(subprocess.Popen([sys.executable, str(script), mode, str(out)],
+                                          env=dict(ENV, RANK=str(r), WORLD_SIZE=str(P), MASTER_ADDR="127.0.0.1",
+                                                   MASTER_PORT=str(port), TO=str(timeout_s)),
+                                          stdout=f, stderr=subprocess.STDOUT))
     t0 = time.perf_counter()
     for r, p in enumerate(procs):
         if mode == "stall" and r == 2:
@@ -75,21 +81,21 @@ def _run_workers(tmp_path, mode, timeout_s):
     if mode == "stall":
         procs[2].kill()
         procs[2].wait()
-    return read_results(tmp_path), elapsed, procs
+    return read_results(tmp_path), elapsed, [log.read_text(errors="replace")[-2000:] for log in logs]
 
 
 def test_dense_collectives_over_gloo_equal_the_simulator(tmp_path):
-    res, _, procs = _run_workers(tmp_path, "trace", 20)
-    assert sorted(res) == list(range(P)), [p.stderr.read().decode()[-2000:] for p in procs]
+    res, _, logs = _run_workers(tmp_path, "trace", 20)
+    assert sorted(res) == list(range(P)), logs
     assert_collectives_equal_simulator(res)
 
 
 @pytest.mark.parametrize("mode", ["die", "stall"])
 def test_a_dead_or_stalled_rank_makes_the_others_time_out(tmp_path, mode):
     timeout_s = 3.0
-    res, elapsed, procs = _run_workers(tmp_path, mode, timeout_s)
+    res, elapsed, logs = _run_workers(tmp_path, mode, timeout_s)
     assert 2 not in res
-    assert sorted(res) == [0, 1, 3], [p.stderr.read().decode()[-2000:] for p in procs]
+    assert sorted(res) == [0, 1, 3], logs
     for r in (0, 1, 3):
         err = res[r]["error"]
         assert err is not None and f"rank {r}:" in err and "rank" in err.split(":", 1)[1], err
