@@ -16,6 +16,7 @@ __all__ = [
     "check_choice",
     "check_vector",
     "check_matrix",
+    "check_like",
     "check_finite",
     "check_generator",
     "check_out",
@@ -120,6 +121,20 @@ def check_matrix(name: str, x, *, finite: bool = True) -> np.ndarray:
     """Validate a 2-D (nodes, dim) finite float32/float64 array; return it C-contiguous
     (``finite`` as in :func:`check_vector`)."""
     return _check_array(name, x, 2, finite)
+
+
+def check_like(name: str, a, shape: tuple, dtype) -> np.ndarray:
+    """Validate an input array that must match another exactly: an ndarray of ``dtype`` and
+    ``shape``, C-contiguous (no copy is made: the caller reads or updates it in place).
+
+    Raises:
+        ValueError: naming ``name``, the required dtype and shape, and what was given.
+    """
+    if (not isinstance(a, np.ndarray) or a.dtype != np.dtype(dtype) or a.shape != tuple(shape)
+            or not a.flags.c_contiguous):
+        raise ValueError(f"{name} must be a C-contiguous {np.dtype(dtype)} array of shape {tuple(shape)}, got "
+                         f"{getattr(a, 'dtype', type(a).__name__)} {getattr(a, 'shape', '')}")
+    return a
 
 
 def check_out(name: str, out, shape: tuple, dtype, source=None) -> np.ndarray:

@@ -80,7 +80,7 @@ def test_callback_sees_the_iterates():
 
 
 def test_mean_rows_is_the_cpu_kernel():
-    from simdist.engine.comm import _mean_rows
+    from simdist.kernels.rows import mean_rows as _mean_rows
 
     C = np.random.default_rng(0).standard_normal((7, 33)).astype(np.float32) * 1e3
     C[:, 0] = -0.0  # signed zeros: the sum starts from +0.0 on both sides

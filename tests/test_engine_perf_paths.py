@@ -16,8 +16,10 @@ from simdist.collectives.trace import Trace
 from simdist.compressors import make
 from simdist.compressors.error_feedback import ErrorFeedback
 from simdist.engine.comm import (
-    CommState, Diverged, _mean_rows, _mean_rows_and_residual, _sampling_rng, communicate, init_comm,
+    CommState, Diverged, _sampling_rng, communicate, init_comm,
 )
+from simdist.kernels.rows import mean_rows as _mean_rows
+from simdist.kernels.rows import mean_rows_and_residual as _mean_rows_and_residual
 from simdist.network import make as make_net
 from simdist.problems.partition import sample_minibatch
 from simdist.rng import node_step_rng, shared_rng

@@ -58,7 +58,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._validate import (
-    FLOAT_DTYPES, NonFiniteInput, check_finite, check_generator, check_int, check_matrix, check_out, check_vector,
+    FLOAT_DTYPES, NonFiniteInput, check_finite, check_generator, check_int, check_like, check_matrix, check_out,
+    check_vector,
 )
 from ..errors import DecodeError
 from ..gpu.backend import is_device_array
@@ -185,9 +186,7 @@ class Compressor(abc.ABC):
             Algorithm 2 (e_{t+1} = p_t - C(p_t)).
         """
         X = check_matrix("X", X, finite=False)
-        if not isinstance(E, np.ndarray) or E.dtype != X.dtype or E.shape != X.shape or not E.flags.c_contiguous:
-            raise ValueError(f"E must be a C-contiguous {X.dtype} array of X's shape {X.shape}, got "
-                             f"{getattr(E, 'dtype', type(E).__name__)} {getattr(E, 'shape', '')}")
+        check_like("E", E, X.shape, X.dtype)
         if not (X.flags.writeable and E.flags.writeable):
             raise ValueError("X and E must be writable (E receives the new memory, X is scratch)")
         if np.shares_memory(X, E):
@@ -325,9 +324,7 @@ class Compressor(abc.ABC):
         if batch.codec != self.name:
             raise ValueError(f"payload was written by {batch.codec!r}, not by {self.name!r}")
         shape = (batch.offsets.shape[0] - 1, batch.dim)
-        if not isinstance(P, np.ndarray) or P.dtype != batch.dtype or P.shape != shape or not P.flags.c_contiguous:
-            raise ValueError(f"P must be a C-contiguous {batch.dtype} array of shape {shape}, got "
-                             f"{getattr(P, 'dtype', type(P).__name__)} {getattr(P, 'shape', '')}")
+        check_like("P", P, shape, batch.dtype)
         check_out("out", out, shape, batch.dtype, batch.buffer)
         check_out("mean_out", mean_out, (batch.dim,), np.float64, out)
         if np.shares_memory(out, P) or np.shares_memory(mean_out, P):

@@ -15,8 +15,6 @@ import numpy as np
 from .. import compressors
 from .._validate import FLOAT_DTYPES, check_int
 from ..collectives.fastpath import allgather_bits, allreduce_sum, allreduce_trace
-from ..kernels.rows import mean_rows as _mean_rows  # noqa: F401 (also used by the other loops)
-from ..kernels.rows import mean_rows_and_residual as _mean_rows_and_residual  # noqa: F401
 from ..network import AlphaBeta
 from ..network import make as make_network
 from ..rng import node_step_rng, shared_rng

@@ -23,7 +23,7 @@ Steps of :func:`communicate_device` (steps 3-4 of :mod:`simdist.engine.loop` on 
 2. the payloads of the P rows, one device-codec call (exact CPU bytes, lengths on the host);
 3. C = the decoded rows (a device array);
 4. agg = mean of C's rows in float64, rows added in order 0..P-1 from +0.0, then / P (the order
-   of :func:`simdist.engine.comm._mean_rows`, so bit-identical to it); E = p - C;
+   of :func:`simdist.kernels.rows.mean_rows`, so bit-identical to it); E = p - C;
 5. the trace of the allgather of the payload lengths and its price (host, as on the CPU).
 
 Full precision (no compressor) takes the dense matrix to the host for the exact fp32 sum of the
@@ -140,7 +140,7 @@ def check_run(problem, compressor, where: Placement) -> None:
 
 
 def mean_rows(C, xp):
-    """(d,) float64 mean of C's rows, added in order 0..P-1 from +0.0, then / P (as ``_mean_rows``)."""
+    """(d,) float64 mean of C's rows, added in order 0..P-1 from +0.0, then / P (as ``kernels.rows.mean_rows``)."""
     P, d = C.shape
     acc = xp.zeros(d, np.float64)
     for i in range(P):

@@ -14,7 +14,7 @@ Steps of iteration t (numbered as in :mod:`simdist.engine.loop`):
    go/stop, so every rank stops at the same step.
 4. Aggregation over the transport, with the simulator's algorithms: compressed payload bytes
    are allgathered (:func:`simdist.collectives.dense.allgather`), every rank decodes all P
-   payloads and takes their mean with the simulator's fused kernel (``_mean_rows``: rows in rank
+   payloads and takes their mean with the simulator's kernel (:func:`simdist.kernels.rows.mean_rows`: rows in rank
    order, float64), so every rank holds the simulator's aggregate bit for bit; e_i <- p_i - c_i.
    Full precision: the dense allreduce (ring by default) of the fp32 rows; its sum is the fp32
    sum in the algorithm's order (see "Exactness" below).
@@ -50,10 +50,11 @@ import numpy as np
 from ..collectives import dense
 from ..collectives.trace import Trace
 from ..compressors.payload import PayloadBatch
+from ..kernels.rows import mean_rows
 from ..problems.partition import sample_minibatch
 from .config import TrainConfig
 from .history import History
-from .comm import _collective, _mean_rows, _node_rng, _sampling_rng
+from .comm import _collective, _node_rng, _sampling_rng
 from .loop import _prepare
 
 __all__ = ["run_rank"]
@@ -183,7 +184,7 @@ def run_rank(config: TrainConfig, transport, *, problem=None) -> History | None:
             keys = None if batch.keys is None else np.full(P, batch.keys[0], np.int64)
             allb = PayloadBatch.from_rows([b for b, _ in blocks], nbits, d, dtype, comp.name, keys)
             comp.decompress_batch(allb, out=decoded)
-            _mean_rows(decoded, agg)  # rows in rank order, as the simulator's fused mean
+            mean_rows(decoded, agg)  # rows in rank order, as the simulator's mean
             if mem is not None:
                 np.subtract(g, decoded[i], out=mem)  # e_new = p - c
             bits = float(nbits.mean())
