@@ -180,7 +180,7 @@ def test_randk_uses_shared_key(group1):
 
 # -- two gloo processes -----------------------------------------------------------------------------
 WORKER = textwrap.dedent('''
-    import json, sys
+    import gc, json, os, sys
     import numpy as np
     import torch, torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
@@ -239,8 +239,20 @@ WORKER = textwrap.dedent('''
                                                        seed=2), 40),
     }
     results["nparams"] = len(results["allreduce"]["params"])
-    json.dump(results, open(out, "w"))
+    with open(out + ".tmp", "w") as f:
+        json.dump(results, f)
+    os.replace(out + ".tmp", out)
+    # Teardown. The DDP models (their reducers hold the process group and the Python hook state)
+    # are freed now, in this thread, not during interpreter finalization, where a C++ thread that
+    # needs the GIL to free one aborts the process ("terminate called without an active exception":
+    # about 1 launch in 100 here). Both ranks then leave the group together, and the process ends
+    # without C++ static destructors (the results are on disk; stdout/stderr are flushed).
+    gc.collect()
+    dist.barrier()
     dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 ''')
 
 
