@@ -68,19 +68,30 @@ def shared_rng(seed: int, step: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(2, step))))
 
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+#: SplitMix64's increment: word j of a stream is the mix of ``key + (j + 1) * GOLDEN``.
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_GOLDEN = GOLDEN
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 
 
 @njit(cache=True, inline="always")
-def uniform_word(key, j):
-    """Word j (uint64 in [0, 2**32)) of the SplitMix64 stream of ``key`` (Numba, for kernels)."""
-    z = np.uint64(key) + np.uint64(j + 1) * np.uint64(0x9E3779B97F4A7C15)
+def mix_word(z):
+    """SplitMix64's output function of the state ``z`` (uint64), its top 32 bits (Numba, for kernels).
+
+    A kernel that walks j = 0, 1, ... keeps ``z = key + (j + 1) * GOLDEN`` as a running sum (one
+    vector add per step instead of a 64-bit multiply) and calls this: the same words as
+    :func:`uniform_word`."""
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     z = z ^ (z >> np.uint64(31))
     return z >> np.uint64(32)
+
+
+@njit(cache=True, inline="always")
+def uniform_word(key, j):
+    """Word j (uint64 in [0, 2**32)) of the SplitMix64 stream of ``key`` (Numba, for kernels)."""
+    return mix_word(np.uint64(key) + np.uint64(j + 1) * np.uint64(0x9E3779B97F4A7C15))
 
 
 def stream_words(keys: np.ndarray, n: int, start: int = 0) -> np.ndarray:

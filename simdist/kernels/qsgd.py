@@ -7,7 +7,8 @@ This module is the entry point; the kernels live in two files:
 
 * :mod:`simdist.kernels.qsgd_encode` (:func:`encode`): one Numba call over the whole (n, d)
   batch; per bucket a SIMD scale, a vectorized rounding loop, then one table lookup per
-  nonzero into a 64-bit accumulator stored a word at a time.
+  nonzero into a 64-bit accumulator stored a word at a time (on AVX-512 hosts the codes are
+  formed 16 at a time by :mod:`simdist.kernels.qsgd_simd` and appended in pairs).
 * :mod:`simdist.kernels.qsgd_decode` (:func:`decode`): a 64-bit window over the row and a
   table that decodes up to four nonzeros per lookup, with table and checked fallbacks; it
   never reads outside ``buffer[offsets[i]:offsets[i+1]]`` and range-checks every value.
@@ -30,7 +31,7 @@ from numba import njit
 
 from .qsgd_decode import TABLE_BITS, TRIPLE, _decode_kernel, decode, multi_table  # noqa: F401
 from .qsgd_encode import (  # noqa: F401
-    F32_INF_BITS, _encode_kernel, encode, f32_value, row_capacity, scale_bits,
+    F32_INF_BITS, _encode_kernel, _encode_kernel_simd, encode, f32_value, row_capacity, scale_bits,
 )
 
 __all__ = ["TABLE_BITS", "TRIPLE", "encode", "decode", "bucket_scales", "multi_table"]

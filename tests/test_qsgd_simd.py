@@ -1,0 +1,150 @@
+"""The SIMD code stage of the QSGD encoder (simdist.kernels.qsgd_simd) against plain Python and
+against the scalar encoder, byte for byte.
+
+On a host without AVX-512 the stage reports every bucket as "cannot code" and the encoder takes
+the scalar path; the tests check that instead (CI's machines have AVX-512, so there they test the
+SIMD code itself; the reference tests in test_qsgd.py then also run through it).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numba import njit
+
+from simdist.coding.elias import omega_str
+from simdist.kernels import qsgd_encode as QE
+from simdist.kernels import qsgd_simd as S
+
+
+@njit(cache=True)
+def _run(lev, pos, lvo, ptop, pln, tab_g, tab_a):
+    return S.bucket_codes(lev, lev.size // 16, pos, lvo, ptop, pln, tab_g, tab_a)
+
+
+def _codes(lev: np.ndarray):
+    n = lev.size
+    pos = np.full(n + S.PAD + 1, -7, np.int32)  # garbage: the kernel must not rely on its contents
+    lvo = np.full(n + S.PAD, 99, np.int32)
+    ptop = np.zeros(n // 2 + S.PAD, np.uint64)
+    pln = np.zeros(n // 2 + S.PAD, np.int32)
+    c, bad, units = _run(lev, pos, lvo, ptop, pln, S.TAB_G, S.TAB_A)
+    return int(c), int(bad), pos, ptop[:units], pln[:units]
+
+
+def _bits(ptop, pln) -> str:
+    """The units concatenated; each must be top-aligned, non-empty and at most 56 bits (the accumulator keeps <= 7 pending)."""
+    assert all(0 < int(n) <= 56 and int(t) & ((1 << (64 - int(n))) - 1) == 0 for t, n in zip(ptop, pln))
+    return "".join(format(int(t), "064b")[: int(n)] for t, n in zip(ptop, pln))
+
+
+def _expected_bits(lev: np.ndarray) -> str:
+    """omega(distance) . sign . omega(|level|) for each nonzero, as in simdist.reference.qsgd."""
+    out, prev = [], 0
+    for j in np.flatnonzero(lev):
+        out.append(omega_str(int(j) + 1 - prev) + ("1" if lev[j] < 0 else "0") + omega_str(abs(int(lev[j]))))
+        prev = int(j) + 1
+    return "".join(out)
+
+
+def test_tables_are_omega_codes():
+    for tab in (S.TAB_G, S.TAB_A):
+        assert tab[0] == 0
+        for k in range(1, tab.size):
+            code = omega_str(k)
+            assert tab[k] & 0xFFFF == int(code, 2) and tab[k] >> 16 == len(code)
+
+
+def test_available_matches_host_features():
+    import llvmlite.binding as llvm
+
+    feats = llvm.get_host_cpu_features()
+    assert S.AVAILABLE == bool(feats.get("avx512f") and feats.get("avx512bw"))
+
+
+@pytest.mark.parametrize("density,smax,seed", [(0.5, 16, 0), (0.9, 31, 1), (0.05, 3, 2), (1.0, 1, 3), (0.0, 1, 4),
+                                              (0.3, 40, 5), (0.02, 2, 6)])
+@pytest.mark.parametrize("n", [16, 64, 512, 1024])
+def test_bucket_codes_equal_the_omega_codes(n, density, smax, seed):
+    """The units, concatenated, are exactly the nonzeros' codes; buckets with a distance >= 64 or a
+    level >= 32 are reported (bad != 0), and only those."""
+    rng = np.random.default_rng(seed)
+    lev = (rng.integers(1, smax + 1, n) * (rng.random(n) < density) * np.where(rng.random(n) < 0.5, -1, 1))
+    lev = lev.astype(np.int32)
+    c, bad, pos, ptop, pln = _codes(lev)
+    nz = np.flatnonzero(lev)
+    gaps = np.diff(np.concatenate([[0], nz + 1]))
+    codable = bool(np.all(gaps < 64) and np.all(np.abs(lev) < 32))
+    if not S.AVAILABLE:
+        assert bad != 0
+        return
+    assert c == nz.size and (bad == 0) == codable
+    assert pos[0] == 0 and np.array_equal(pos[1:c + 1], nz + 1)
+    if codable:
+        assert _bits(ptop, pln) == _expected_bits(lev)
+        assert (c + 3) // 4 <= ptop.size <= (c + 1) // 2  # one unit per two to four codes
+
+
+def test_bucket_codes_long_codes_stay_in_pairs():
+    """Four long codes (distance ~40, level 31: 24 bits each) do not fit one unit: two pairs; short
+    ones do: the units alternate, and the bits are still the codes in order."""
+    lev = np.zeros(1024, np.int32)
+    lev[39:520:40] = 31
+    lev[520:560] = -1  # 40 short codes (distance 1, level 1: 3 bits)
+    lev[600:1024:41] = -29
+    c, bad, _, ptop, pln = _codes(lev)
+    if not S.AVAILABLE:
+        assert bad != 0
+        return
+    assert bad == 0 and c == np.count_nonzero(lev)
+    assert _bits(ptop, pln) == _expected_bits(lev)
+    assert int(pln.max()) == 48 and int(pln.min()) == 12  # pairs of long codes; four short codes
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(-31, 31), min_size=1, max_size=300), st.integers(0, 3))
+def test_bucket_codes_any_levels(levels, zeros_every):
+    lev = np.array(levels, np.int32)
+    if zeros_every:
+        lev[::zeros_every + 1] = 0
+    lev = np.concatenate([lev, np.zeros(-lev.size % 16, np.int32)])
+    c, bad, _, ptop, pln = _codes(lev)
+    if not S.AVAILABLE or bad:
+        assert not S.AVAILABLE or np.any(np.diff(np.concatenate([[0], np.flatnonzero(lev) + 1])) >= 64)
+        return
+    assert _bits(ptop, pln) == _expected_bits(lev)
+
+
+CASES = list(itertools.product([1, 7, 513, 5000], [1, 64, 512, 2048], [1, 2, 16, 31, 32, 100], [np.float32, np.float64],
+                               [False, True]))
+
+
+@pytest.mark.parametrize("d,b,s,dtype,ef", CASES)
+def test_encoder_simd_equals_scalar(monkeypatch, d, b, s, dtype, ef):
+    """The whole encoder, SIMD code stage on and off: the same bytes, offsets, nbits and (with error
+    feedback) the same memory. Rows mix dense buckets, long zero runs and large levels, so the
+    SIMD stage and its scalar fallback both run."""
+    rng = np.random.default_rng(d * 31 + b * 7 + s)
+    X = (rng.standard_normal((3, d)) * np.where(rng.random((3, d)) < 0.1, 100, 1)).astype(dtype)
+    X[1, : min(d, 150)] = 0
+    keys = rng.integers(0, 2**63, 3, dtype=np.uint64)
+    E0 = (rng.standard_normal((3, d)) * 0.1).astype(dtype)
+    out = []
+    for simd in (False, True):
+        monkeypatch.setattr(QE, "_SIMD", [simd])
+        E = E0.copy() if ef else None
+        buf, off, nbits = QE.encode(X, keys, s, b, False, True, 0, E=E)
+        out.append((buf.tobytes(), off.tolist(), nbits.tolist(), None if E is None else E.tobytes()))
+    assert out[0] == out[1]
+
+
+def test_encoder_picks_the_simd_kernel_on_avx512_hosts(monkeypatch):
+    monkeypatch.setattr(QE, "_SIMD", [True])
+    assert (QE._kernel(16, True) is QE._encode_kernel_simd) == S.AVAILABLE
+    assert QE._kernel(16, False) is QE._encode_kernel_small  # fixed width: no code stage
+    monkeypatch.setattr(QE, "_SIMD", [False])
+    assert QE._kernel(16, True) is QE._encode_kernel_small and QE._kernel(40, True) is QE._encode_kernel
