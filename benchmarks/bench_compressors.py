@@ -77,7 +77,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--log2d", type=int, default=24)
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--out", default="benchmarks/results/compressors.json")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "compressors.json"))
     args = ap.parse_args()
     d = 1 << args.log2d
     x = np.random.default_rng(0).standard_normal(d).astype(np.float32)

@@ -41,6 +41,7 @@ import os
 import platform
 import time
 import tracemalloc
+from pathlib import Path
 
 from _timing import best_of, single_thread
 
@@ -195,7 +196,7 @@ def main(argv=None) -> int:
     ap.add_argument("--headline-repeat", type=int, default=7,
                     help="timed steps at the headline size (best of; more, since a shared machine is noisy)")
     ap.add_argument("--quick", action="store_true", help="small sizes only (a smoke run)")
-    ap.add_argument("--out", default="benchmarks/results/engine.json")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "engine.json"))
     args = ap.parse_args(argv)
     if args.quick:
         args.P, args.log2d, args.sweep_P, args.sweep_log2d = 16, 16, "4,16", "14,16"

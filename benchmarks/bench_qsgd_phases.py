@@ -43,6 +43,8 @@ from bench_compressors import numpy_qsgd  # noqa: E402  (the headline table's Nu
 from simdist.compressors.qsgd import QSGD  # noqa: E402
 from simdist.kernels import qsgd as K  # noqa: E402
 from simdist.kernels import qsgd_decode as D  # noqa: E402
+from simdist.kernels.qsgd_simd import AVAILABLE  # noqa: E402
+from simdist.kernels.qsgd_simd_decode import expand_table  # noqa: E402
 from simdist.rng import draw_keys  # noqa: E402
 
 
@@ -74,9 +76,11 @@ def main():
     Y = np.zeros((1, d), x.dtype)
     nb = np.zeros(1, np.int64)
     buf, offs = p.data, np.array([0, p.nbytes], np.int64)
-    dec_args = (buf, offs, a.s, a.bucket, elias, w, D.DEC_VAL, D.DEC_LEN, D.TRIPLE, D.multi_table(min(a.s, 31)),
-                D.chain_table(min(a.s, 31)), Y, nb)
-    t_dec = best_of(lambda: D._decode_kernel(*dec_args), a.repeat)
+    cap = min(a.s, 31)
+    dec_args = (buf, offs, a.s, a.bucket, elias, w, D.DEC_VAL, D.DEC_LEN, D.TRIPLE, D.multi_table(cap),
+                D.chain_table(cap), expand_table(cap), Y, nb)
+    kernel = D._decode_kernel_simd if AVAILABLE else D._decode_kernel
+    t_dec = best_of(lambda: kernel(*dec_args), a.repeat)
     t_alloc = best_of(lambda: np.zeros((1, d), x.dtype)[0, ::1024].fill(1), a.repeat)
     rt = t_c + t_d
     print(f"{c} d=2^{a.log2d} float32, one core")

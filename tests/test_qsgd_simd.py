@@ -1,9 +1,10 @@
-"""The SIMD code stage of the QSGD encoder (simdist.kernels.qsgd_simd) against plain Python and
-against the scalar encoder, byte for byte.
+"""The AVX-512 parts of the QSGD codec against plain Python and against the scalar kernels, byte
+for byte: the encoder's code stage (simdist.kernels.qsgd_simd) and the decoder's vector writes
+(simdist.kernels.qsgd_simd_decode).
 
-On a host without AVX-512 the stage reports every bucket as "cannot code" and the encoder takes
-the scalar path; the tests check that instead (CI's machines have AVX-512, so there they test the
-SIMD code itself; the reference tests in test_qsgd.py then also run through it).
+On a host without AVX-512 the code stage reports every bucket as "cannot code" and both kernels
+take their scalar paths; the tests check that instead (CI's machines have AVX-512, so there they
+test the SIMD code itself, and the reference tests in test_qsgd.py also run through it).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def _codes(lev: np.ndarray):
 
 
 def _bits(ptop, pln) -> str:
-    """The units concatenated; each must be top-aligned, non-empty and at most 56 bits (the accumulator keeps <= 7 pending)."""
+    """The units concatenated; each must be top-aligned, non-empty and at most 56 bits (the
+    accumulator keeps <= 7 bits pending)."""
     assert all(0 < int(n) <= 56 and int(t) & ((1 << (64 - int(n))) - 1) == 0 for t, n in zip(ptop, pln))
     return "".join(format(int(t), "064b")[: int(n)] for t, n in zip(ptop, pln))
 
@@ -148,3 +150,61 @@ def test_encoder_picks_the_simd_kernel_on_avx512_hosts(monkeypatch):
     assert QE._kernel(16, False) is QE._encode_kernel_small  # fixed width: no code stage
     monkeypatch.setattr(QE, "_SIMD", [False])
     assert QE._kernel(16, True) is QE._encode_kernel_small and QE._kernel(40, True) is QE._encode_kernel
+
+
+# --- the decoder's vector writes (simdist.kernels.qsgd_simd_decode) ------------------------------
+
+
+def test_expand_table_matches_the_multi_table():
+    """Each window's int8 levels and offset mask say what its multi-table entry says."""
+    from simdist.kernels.qsgd_decode import SLOTS, multi_table
+    from simdist.kernels.qsgd_simd_decode import expand_table
+
+    for cap in (1, 16, 31):
+        m, e = multi_table(cap), expand_table(cap)
+        for w in np.random.default_rng(cap).integers(0, m.size, 400).tolist() + [0, m.size - 1]:
+            mw, ew = int(m[w]), int(e[w]) & ((1 << 64) - 1)
+            if mw & 15 == 0:
+                assert ew == 0
+                continue
+            levels = [(mw >> 10) & 63] + [(mw >> (4 + 12 * k)) & 63 for k in range(1, SLOTS)]
+            offs = [0] + [(mw >> (10 + 12 * k)) & 63 for k in range(1, SLOTS)]
+            for k in range(SLOTS):
+                byte = (ew >> (8 * k)) & 255
+                assert byte - 256 * (byte >= 128) == (levels[k] ^ 32) - 32
+            mask = (ew >> 32) & 0xFFFF
+            assert mask == (sum(1 << o for o in set(offs)) if max(offs) < 16 else 0)
+
+
+@pytest.mark.parametrize("d,b,s,dtype", list(itertools.product([1, 7, 100, 513, 5000], [1, 3, 64, 512, 2048],
+                                                                 [1, 2, 16, 31, 32, 100], [np.float32, np.float64])))
+def test_decoder_vector_writes_equal_scalar(monkeypatch, d, b, s, dtype):
+    """The decoder with and without the vector writes: the same output, bit for bit (into a
+    NaN-filled out=, so an entry left unwritten shows), and the same nbits."""
+    from simdist.kernels import qsgd_decode as QD
+
+    rng = np.random.default_rng(d * 13 + b * 5 + s)
+    X = (rng.standard_normal((3, d)) * np.where(rng.random((3, d)) < 0.1, 100, 1)).astype(dtype)
+    X[1, : min(d, 150)] = 0
+    buf, off, _ = QE.encode(X, rng.integers(0, 2**63, 3, dtype=np.uint64), s, b, False, True, 0)
+    out = []
+    for simd in (False, True):
+        monkeypatch.setattr(QD, "_SIMD", [simd])
+        Y = np.full((3, d), np.nan, dtype)
+        _, nbits = QD.decode(buf, off, d, s, b, True, 0, dtype, Y)
+        out.append((Y.tobytes(), nbits.tolist()))
+    assert out[0] == out[1]
+    assert not np.isnan(np.frombuffer(out[1][0], dtype)).any()
+
+
+def test_decoder_picks_the_vector_kernel_on_avx512_hosts(monkeypatch):
+    from simdist.kernels import qsgd_decode as QD
+
+    calls = []
+    for name in ("_decode_kernel", "_decode_kernel_simd"):
+        real = getattr(QD, name)
+        monkeypatch.setattr(QD, name, lambda *a, _r=real, _n=name: (calls.append(_n), _r(*a))[1])
+    x = np.linspace(-1, 1, 1000).reshape(1, -1)
+    buf, off, _ = QE.encode(x, np.array([3], np.uint64), 16, 512, False, True, 0)
+    QD.decode(buf, off, 1000, 16, 512, True, 0, np.float64)
+    assert calls == (["_decode_kernel_simd"] if S.AVAILABLE else ["_decode_kernel"])

@@ -11,7 +11,9 @@ This module is the entry point; the kernels live in two files:
   formed 16 at a time by :mod:`simdist.kernels.qsgd_simd` and appended in pairs).
 * :mod:`simdist.kernels.qsgd_decode` (:func:`decode`): a 64-bit window over the row and a
   table that decodes up to four nonzeros per lookup, with table and checked fallbacks; it
-  never reads outside ``buffer[offsets[i]:offsets[i+1]]`` and range-checks every value.
+  never reads outside ``buffer[offsets[i]:offsets[i+1]]`` and range-checks every value (on
+  AVX-512 hosts a window's values are written by one vector expand,
+  :mod:`simdist.kernels.qsgd_simd_decode`).
 
 Measured (d = 2**24 float32, s = 16, bucket = 512, one core, best of 5;
 ``benchmarks/bench_qsgd_scratch.py``): see that script's docstring.
@@ -29,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .qsgd_decode import TABLE_BITS, TRIPLE, _decode_kernel, decode, multi_table  # noqa: F401
+from .qsgd_decode import TABLE_BITS, TRIPLE, _decode_kernel, _decode_kernel_simd, decode, multi_table  # noqa: F401
 from .qsgd_encode import (  # noqa: F401
     F32_INF_BITS, _encode_kernel, _encode_kernel_simd, encode, f32_value, row_capacity, scale_bits,
 )

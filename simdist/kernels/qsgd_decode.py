@@ -14,6 +14,8 @@ Three paths, fastest first, each bounds-checked:
    the values are written branch-free (slots past the count repeat the last one), after one
    16-wide vector store of zeros at the first one (the zeros of the output are written as
    the decoder goes: no separate zero-fill pass, so a reused ``out`` gets no stale values).
+   On AVX-512 hosts a second compiled copy writes the values and zeros of a window with one
+   vector expand instead (:mod:`simdist.kernels.qsgd_simd_decode`; the same output, tested).
 2. otherwise one nonzero from the window with the single-triple table ``TRIPLE``;
 3. otherwise (long codes, the last 8 bytes of a row) the checked readers of
    :mod:`simdist.coding.bitio` / :func:`simdist.coding.elias.get_omega`.
@@ -33,7 +35,9 @@ from ..coding.bitbuf import load_be64
 from ..coding.bitio import get_bit, get_bits
 from ..coding.elias import get_omega, omega_str
 from ..errors import raise_decode_status
+from . import qsgd_simd
 from .qsgd_encode import F32_INF_BITS, f32_value
+from .qsgd_simd_decode import expand_store, expand_table
 
 __all__ = ["TABLE_BITS", "decode", "multi_table", "TRIPLE"]
 
@@ -125,8 +129,24 @@ def chain_table(s_cap: int) -> np.ndarray:
 
 
 @njit(cache=True)
-def _decode_kernel(buf, offsets, s, b, elias, width, dec_val, dec_len, triple, multi, chain, Y, nbits):
+def _decode_kernel(buf, offsets, s, b, elias, width, dec_val, dec_len, triple, multi, chain, etab, Y, nbits):
+    """Scalar value writes (any host)."""
+    return _decode_body(buf, offsets, s, b, elias, width, dec_val, dec_len, triple, multi, chain, etab, Y, nbits,
+                        False)
+
+
+@njit(cache=True)
+def _decode_kernel_simd(buf, offsets, s, b, elias, width, dec_val, dec_len, triple, multi, chain, etab, Y, nbits):
+    """AVX-512 hosts: a window's values and zeros written by one vector expand
+    (:func:`simdist.kernels.qsgd_simd_decode.expand_store`); the same output."""
+    return _decode_body(buf, offsets, s, b, elias, width, dec_val, dec_len, triple, multi, chain, etab, Y, nbits,
+                        True)
+
+
+@njit(cache=True, inline="always")
+def _decode_body(buf, offsets, s, b, elias, width, dec_val, dec_len, triple, multi, chain, etab, Y, nbits, simd):
     n, d = Y.shape
+    lanes = 64 // Y.itemsize  # entries expand_store writes
     nb = (d + b - 1) // b
     fs = np.float64(s)
     vt = np.empty(64, Y.dtype)
@@ -190,9 +210,18 @@ def _decode_kernel(buf, offsets, s, b, elias, width, dec_val, dec_len, triple, m
                     h = np.int64(chain[win >> _SHIFT])
                     if (h & 15) != 0 and p + (h >> 4) <= stop:
                         for _ in range(4):  # 4 x TABLE_BITS <= 57 bits: no reload
-                            e = multi[win >> _SHIFT]  # the values: off the chain of lookups
                             q = np.uint64(lo + p - 1)  # index in the row of the first nonzero
                             dist = h >> 4
+                            if simd and dist <= lanes and lo + p - 1 + lanes <= d:  # values and zeros
+                                expand_store(y, q, etab, win >> _SHIFT, unit)  # of [q, q + lanes)
+                                p += dist
+                                pos += h & 15
+                                win <<= np.uint64(h & 15)
+                                h = np.int64(chain[win >> _SHIFT])
+                                if (h & 15) == 0 or p + (h >> 4) > stop:
+                                    break
+                                continue
+                            e = multi[win >> _SHIFT]  # the values: off the chain of lookups
                             if dist <= 16 and lo + p + 15 <= d:  # zero [q, q + 16): one vector store
                                 for t in range(16):
                                     y[q + np.uint64(t)] = 0
@@ -248,6 +277,9 @@ def _checked_triple(buf, limit, pos):
     return np.int64(sign), lv, g, pos
 
 
+_SIMD = [True]  # tests switch the vector writes off to compare both paths
+
+
 def decode(buffer, offsets, d, s, b, elias, width, dtype, out=None):
     """Decode every row into ``out`` (a C-contiguous (n, d) array of dtype; a fresh one when
     None), which the kernel overwrites entirely; returns ``(Y, nbits)``; raises DecodeError on
@@ -255,9 +287,10 @@ def decode(buffer, offsets, d, s, b, elias, width, dtype, out=None):
     n = offsets.shape[0] - 1
     Y = np.empty((n, d), dtype) if out is None else out
     nbits = np.zeros(n, np.int64)
-    multi = multi_table(min(int(s), 31))
-    row, st = _decode_kernel(buffer, offsets, np.int64(s), np.int64(b), elias, np.int64(width), DEC_VAL, DEC_LEN,
-                             TRIPLE, multi, chain_table(min(int(s), 31)), Y, nbits)
+    cap = min(int(s), 31)
+    kernel = _decode_kernel_simd if qsgd_simd.AVAILABLE and _SIMD[0] else _decode_kernel
+    row, st = kernel(buffer, offsets, np.int64(s), np.int64(b), elias, np.int64(width), DEC_VAL, DEC_LEN,
+                     TRIPLE, multi_table(cap), chain_table(cap), expand_table(cap), Y, nbits)
     if row >= 0:
         raise_decode_status(int(st), f"qsgd (row {row})")
     return Y, nbits

@@ -77,7 +77,8 @@ _V4Q = ir.VectorType(_I64, 4)
 
 def _splat(builder, v, vt):
     u = builder.insert_element(ir.Constant(vt, ir.Undefined), v, ir.Constant(_I32, 0))
-    return builder.shuffle_vector(u, ir.Constant(vt, ir.Undefined), ir.Constant(ir.VectorType(_I32, vt.count), [0] * vt.count))
+    zeros = ir.Constant(ir.VectorType(_I32, vt.count), [0] * vt.count)
+    return builder.shuffle_vector(u, ir.Constant(vt, ir.Undefined), zeros)
 
 
 def _c16(v):
@@ -174,8 +175,8 @@ def bucket_codes(typingctx, lev, nchunks, pos, lvo, ptop, pln, tab_g, tab_a):
             lv = vload(oa, off)
             a = builder.call(vabs, [lv, ir.Constant(_I1, 0)])
             sgn = builder.lshr(lv, _c16(31))
-            builder.store(builder.or_(builder.load(bad), builder.or_(builder.lshr(g, _c16(6)), builder.lshr(a, _c16(5)))),
-                          bad)
+            out_of_table = builder.or_(builder.lshr(g, _c16(6)), builder.lshr(a, _c16(5)))
+            builder.store(builder.or_(builder.load(bad), out_of_table), bad)
             lo = builder.call(perm, [tg0, g, tg1])  # entries g & 31 of 0..31
             hi = builder.call(perm, [tg2, g, tg3])  # and of 32..63
             eg = builder.select(builder.icmp_unsigned("!=", builder.and_(g, _c16(32)), _c16(0)), hi, lo)
