@@ -9,15 +9,15 @@ Run:  python benchmarks/bench_qsgd_phases.py [--log2d 24] [--repeat 5] [--s 16] 
 Measured on the 2-core AMD EPYC (Zen 5) dev VM, d = 2**24 float32, qsgd(s=16, bucket=512),
 best of 5-9 (x.sum() = 2.6-2.9 ms in the same process; the VM is shared, the better runs):
 
-    ============================  ======  =========  ==========================
-    ms                            before  round 2    round 3 (out=, fused check)
-    ============================  ======  =========  ==========================
-    compress (encode kernel)      52 (48) 24 (21.5)  22.2-22.9 (22.0)
-    decompress, fresh output      37.5    17         17.1-17.3
-    decompress(out=) (kernel)     -       -          13.2 (12.7-13.4)
-    round trip (with out=)        89.6    41-43      35.9-36.2
-    ratio to x.sum()              31.8x   ~15x       12.7-13.9x
-    ============================  ======  =========  ==========================
+    ============================  ======  =========  ==========================  ===========
+    ms                            before  round 2    round 3 (out=, fused check)  round 4 SIMD
+    ============================  ======  =========  ==========================  ===========
+    compress (encode kernel)      52 (48) 24 (21.5)  22.2-22.9 (22.0)            13.1-13.9
+    decompress, fresh output      37.5    17         17.1-17.3                   14.5-15.6
+    decompress(out=) (kernel)     -       -          13.2 (12.7-13.4)            10.9-11.7
+    round trip (with out=)        89.6    41-43      35.9-36.2                   24.1-25.7
+    ratio to x.sum()              31.8x   ~15x       12.7-13.9x                  7.8-9.4x
+    ============================  ======  =========  ==========================  ===========
 
 Where the round-3 time goes (knock-out variants of the kernels): encode 22 ms = read pass and
 8-lane scale ~2.1, rounding ~4 (float64 maths, vectorized 8-wide) + SplitMix64 words ~1.7,
@@ -26,6 +26,16 @@ nonzero masks ~1.2, codes ~12.2 (1.4 ns per nonzero, 8.63M nonzeros: one table l
 table, a popcount-driven loop, a word store per code, one packed code|length table);
 decode ~13 ms = ~11.5 table decoding (13-bit multi-nonzero table, 1.3 ns per nonzero, its
 latency chain is load -> shift -> next load) + ~1.7 writing the output's zeros.
+
+Round 4 (AVX-512 hosts; the scalar kernels stay for others: 32.6-32.9 ms = 11.5-11.7x): encode
+13.3 ms = scale ~2.4 (the read of x), rounding ~5.0 (the SplitMix64 state now a running sum: two
+64-bit multiplies fewer per entry), compaction + codes + units ~3.4 (16 nonzeros per step,
+simdist/kernels/qsgd_simd.py; ~100 ns a bucket of 262 nonzeros), appending ~66 units a bucket
+~2.4; decode ~11 ms (a lookup's values and zeros by one vexpandps: ~25 fewer instructions a
+lookup; the decoder was bound by instruction throughput, not by its ~8-cycle table chain).
+Tried and slower in round 4: merging units across 128-bit lanes (eight codes a unit: the
+shuffles cost more than the stores saved), two interleaved append chains, the memory form of
+vpcompress (microcoded on Zen), a 14-bit or 12-bit decode table, floor-based rounding.
 """
 
 from __future__ import annotations
