@@ -61,11 +61,19 @@ def test_tables_are_omega_codes():
             assert tab[k] & 0xFFFF == int(code, 2) and tab[k] >> 16 == len(code)
 
 
-def test_available_matches_host_features():
+def test_available_matches_numbas_target_features(monkeypatch):
     import llvmlite.binding as llvm
+    from numba.core import config
 
-    feats = llvm.get_host_cpu_features()
-    assert S.AVAILABLE == bool(feats.get("avx512f") and feats.get("avx512bw"))
+    if config.CPU_FEATURES is None:
+        feats = llvm.get_host_cpu_features()
+        assert S.AVAILABLE == bool(feats.get("avx512f") and feats.get("avx512bw"))
+    monkeypatch.setattr(config, "CPU_FEATURES", "+sse2,+avx2")  # e.g. a portable build
+    assert not {"avx512f", "avx512bw"} <= S._target_features()
+    monkeypatch.setattr(config, "CPU_FEATURES", "+avx2,+avx512f,-avx512bw")
+    assert not {"avx512f", "avx512bw"} <= S._target_features()
+    monkeypatch.setattr(config, "CPU_FEATURES", "+avx512f,+avx512bw")
+    assert {"avx512f", "avx512bw"} <= S._target_features()
 
 
 @pytest.mark.parametrize("density,smax,seed", [(0.5, 16, 0), (0.9, 31, 1), (0.05, 3, 2), (1.0, 1, 3), (0.0, 1, 4),
@@ -208,3 +216,33 @@ def test_decoder_picks_the_vector_kernel_on_avx512_hosts(monkeypatch):
     buf, off, _ = QE.encode(x, np.array([3], np.uint64), 16, 512, False, True, 0)
     QD.decode(buf, off, 1000, 16, 512, True, 0, np.float64)
     assert calls == (["_decode_kernel_simd"] if S.AVAILABLE else ["_decode_kernel"])
+
+
+def test_portable_build_without_avx512(tmp_path):
+    """With Numba targeting a generic x86-64 (NUMBA_CPU_NAME=generic: no AVX-512, as a portable
+    cache or an older CPU would have), the SIMD stages are off, every QSGD kernel still compiles
+    (no x86-only intrinsic is left in them), and the bytes and values are the reference's."""
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np\n"
+        "from simdist.compressors.qsgd import QSGD\n"
+        "from simdist.kernels import qsgd_simd\n"
+        "from simdist.reference import qsgd as ref\n"
+        "from simdist.rng import batch_uniform_bits\n"
+        "assert not qsgd_simd.AVAILABLE\n"
+        "x = np.random.default_rng(0).standard_normal(3000).astype(np.float32)\n"
+        "for s in (2, 16, 40):\n"
+        "    c = QSGD(s=s, bucket=512)\n"
+        "    p = c.compress(x, np.random.default_rng(1))\n"
+        "    words = batch_uniform_bits([np.random.default_rng(1)], 1, x.size)[0]\n"
+        "    data, nbits = ref.encode(x, words, s, 'l2', 512, 'elias')\n"
+        "    assert p.to_bytes() == data and p.nbits == nbits, s\n"
+        "    y, _ = ref.decode(data, x.size, s, 512, 'elias', np.float32)\n"
+        "    assert np.array_equal(c.decompress(p), y), s\n"
+        "print('ok')\n"
+    )
+    env = {**__import__("os").environ, "NUMBA_CPU_NAME": "generic", "NUMBA_CACHE_DIR": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-3000:]

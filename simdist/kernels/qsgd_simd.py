@@ -23,8 +23,9 @@ A bucket with a distance >= 64 or a level >= 32 (rare at s = 16, bucket 512; com
 large s) is reported (``bad != 0``) and the caller encodes it with the scalar path: the bits are
 the same either way (tested byte for byte against the scalar kernel).
 
-The tables' ``vpermi2d`` is an x86 AVX-512 instruction. :data:`AVAILABLE` says whether this host
-has it (``llvmlite``'s host CPU features); elsewhere the encoder never calls this kernel.
+The tables' ``vpermi2d`` is an x86 AVX-512 instruction. :data:`AVAILABLE` says whether Numba's
+target has it (the host's CPU features, or ``NUMBA_CPU_FEATURES``); elsewhere the encoder never
+calls this kernel.
 
 References:
     Alistarh et al., "QSGD: Communication-Efficient SGD via Gradient Quantization and Encoding",
@@ -35,19 +36,27 @@ References:
 
 from __future__ import annotations
 
-import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
 from numba import types
-from numba.core import cgutils
+from numba.core import cgutils, config
+from numba.core.codegen import get_host_cpu_features
 from numba.extending import intrinsic
 
 from ..coding.elias import omega_str
 
 __all__ = ["AVAILABLE", "TAB_G", "TAB_A", "PAD", "bucket_codes"]
 
-#: The host has the AVX-512 F/BW instructions :func:`bucket_codes` compiles to.
-AVAILABLE = bool({"avx512f", "avx512bw"} <= {k for k, v in llvm.get_host_cpu_features().items() if v})
+def _target_features() -> set:
+    """CPU features Numba compiles for: ``NUMBA_CPU_FEATURES`` when set, else the host's (as Numba
+    itself decides; e.g. ``NUMBA_CPU_FEATURES=""`` for portable caches turns AVX-512 off)."""
+    feats = config.CPU_FEATURES if config.CPU_FEATURES is not None else get_host_cpu_features()
+    return {f[1:] for f in feats.split(",") if f.startswith("+")}
+
+
+#: Numba's target has the AVX-512 F/BW instructions :func:`bucket_codes` (and the decoder's
+#: :func:`simdist.kernels.qsgd_simd_decode.expand_store`) compile to.
+AVAILABLE = {"avx512f", "avx512bw"} <= _target_features()
 
 #: Room past a bucket's nonzeros that :func:`bucket_codes` writes (padding lanes).
 PAD = 32
