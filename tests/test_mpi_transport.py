@@ -36,8 +36,12 @@ def _mpirun_cmd(n=P):
 TOPK_EF = BASE.replace("lr = 0.05\n", "lr = 0.05\nerror_feedback = true\n") + '[compressor]\nname = "topk"\nk = 3\n'
 
 
+TOPK_EF_DYNAMIC = TOPK_EF.replace("error_feedback = true\n", 'error_feedback = true\ncollective = "sparse_dynamic"\n')
+
+
 @needs_mpi
-@pytest.mark.parametrize("toml", [BASE, TOPK_EF], ids=["full_precision", "topk_ef"])
+@pytest.mark.parametrize("toml", [BASE, TOPK_EF, TOPK_EF_DYNAMIC],
+                         ids=["full_precision", "topk_ef", "topk_ef_sparse_dynamic"])
 def test_launch_mpi_history_equals_simulation_exactly(tmp_path, toml):
     cfg = tmp_path / "run.toml"
     cfg.write_text(textwrap.dedent(toml))

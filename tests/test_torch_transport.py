@@ -35,7 +35,9 @@ def _launch(tmp_path, toml: str, *extra, timeout=20):
 @pytest.mark.parametrize("extra", [
     'error_feedback = true\n[compressor]\nname = "topk"\nk = 3\n',
     '[compressor]\nname = "sign"\n',
-])
+    'error_feedback = true\ncollective = "sparse_split_allgather"\n[compressor]\nname = "topk"\nk = 3\n',
+    'collective = "sparse_recursive_doubling"\n[compressor]\nname = "randk"\nk = 4\n',
+], ids=["topk_ef", "sign", "topk_ef_sparse_split_allgather", "randk_sparse_recursive_doubling"])
 def test_launch_history_equals_simulation_exactly(tmp_path, extra):
     toml = BASE.replace("lr = 0.05\n", "lr = 0.05\n" + extra.split("[compressor]")[0]) + (
         "[compressor]" + extra.split("[compressor]")[1])

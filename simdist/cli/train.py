@@ -12,7 +12,7 @@ DESCRIPTION = """\
 Run the n-node synchronous SGD simulator on the run described by CONFIG.toml (problem,
 compressor, nodes, steps, lr, batch_size, seed, network, collective, error_feedback, ...;
 see examples/*.toml), show a progress bar, print a summary (final loss, bits sent per node,
-simulated time) and write the history (per-step loss, grad_norm, bits, wire_bits, sim_time,
+bits on the wire per node, simulated time) and write the history (per-step loss, grad_norm, bits, wire_bits, sim_time,
 wall_time, plus the config and seed) as JSON to --out (and as CSV with --csv).
 """
 
@@ -76,6 +76,7 @@ def run(args) -> int:
     if s["final_loss"] is not None:
         print(f"  final loss        {s['final_loss']:.6g}  (min {s['min_loss']:.6g})")
     print(f"  bits per node     {s['total_bits_per_node']:.6g}  ({s['total_bits_per_node'] / 8e6:.4g} MB)")
+    print(f"  on the wire       {s['total_wire_bits_per_node']:.6g}  bits per node ({cfg.collective} collective)")
     print(f"  simulated time    {s['sim_time']:.6g} s  (wall {s['wall_time']:.3g} s)")
     if h.stop_reason:
         print(f"  STOPPED: {h.stop_reason}")

@@ -14,13 +14,19 @@ import numpy as np
 
 from .. import compressors
 from .._validate import FLOAT_DTYPES, check_int
+from ..collectives import sparse
 from ..collectives.fastpath import allgather_bits, allreduce_sum, allreduce_trace
+from ..collectives.simulated import SimulatedTransport
+from ..collectives.sparse import available as sparse_algorithms
 from ..network import AlphaBeta
 from ..network import make as make_network
 from ..rng import node_step_rng, shared_rng
 
 #: Dense allreduce algorithms usable for full precision.
 DENSE = ("ring", "recursive_doubling", "rabenseifner")
+#: SparCML sparse allreduces (:mod:`simdist.collectives.sparse`) usable for compressed runs: they sum
+#: the nodes' decoded vectors on the way, which pays off when those are sparse (top-k, rand-k, ...).
+SPARSE = tuple(sparse_algorithms())
 
 class Diverged(ArithmeticError):
     """A step produced values the run cannot go on with (the message is the stop reason)."""
@@ -49,8 +55,9 @@ def _sampling_rng(seed: int, t: int) -> np.random.Generator:
 def _collective(name: str, compressed: bool) -> str:
     if name == "auto":
         return "allgather" if compressed else "ring"
-    if compressed and name != "allgather":
-        raise ValueError(f"collective={name!r} cannot aggregate compressed payloads; use 'allgather' or 'auto'")
+    if compressed and name != "allgather" and name not in SPARSE:
+        raise ValueError(f"collective={name!r} cannot aggregate compressed payloads; use 'auto', 'allgather' "
+                         f"(the payloads' bytes) or a sparse allreduce of the decoded vectors: {list(SPARSE)}")
     if not compressed and name not in DENSE:
         raise ValueError(f"collective must be 'auto' or one of {list(DENSE)} for full precision, got {name!r}")
     return name
@@ -64,7 +71,8 @@ class CommState:
     Attributes:
         compressor: the compressor, or None (full precision, fp32 on the wire).
         nodes, dim, dtype: the (P, d) shape and dtype of the gradient matrices.
-        algorithm: the collective ("allgather" for compressed payloads, a dense allreduce otherwise).
+        algorithm: the collective: "allgather" of the payloads or a sparse allreduce of the decoded
+            vectors (compressed runs), a dense allreduce (full precision).
         network: the :class:`~simdist.network.AlphaBeta` model that prices the traces.
         seed: the run's root seed (node i's generator at step t is ``node_step_rng(seed, i, t)``).
         memory: the (P, d) error-feedback memory in ``dtype`` (None without error feedback).
@@ -97,7 +105,10 @@ def init_comm(compressor, nodes: int, dim: int, *, dtype=np.float64, error_feedb
         nodes: P >= 1. dim: d >= 1. dtype: float32 or float64, the gradients' dtype.
         error_feedback: keep a per-node memory (needs a compressor).
         network: a network preset name, config or :class:`~simdist.network.AlphaBeta`.
-        collective: "auto", "allgather" (compressed) or a dense allreduce (full precision).
+        collective: "auto"; for compressed runs "allgather" (every node receives every payload and
+            decodes it) or a SparCML sparse allreduce of the decoded vectors (:data:`SPARSE`:
+            each node decodes its own payload, the sparse sum travels as index/value items);
+            for full precision a dense allreduce (:data:`DENSE`).
         seed: the run's root seed.
         device: ``"cpu"`` or ``"cuda"`` (the matrices on the GPU, see :mod:`simdist.engine.device`).
 
@@ -130,6 +141,9 @@ def init_comm(compressor, nodes: int, dim: int, *, dtype=np.float64, error_feedb
     st = CommState(comp, P, d, dtype, algo, net, int(seed))
     xp = np
     if device != "cpu":
+        if algo in SPARSE:
+            raise ValueError(f"collective={algo!r} runs on the host: the sparse allreduces are not on the device "
+                             f"path (device='cuda' supports 'auto' and 'allgather')")
         from .device import placement
 
         st.placement = placement(device)
@@ -184,11 +198,27 @@ def communicate(G: np.ndarray, state: CommState, t: int):
             batch = comp.compress_batch(G, rngs)
     except ValueError as exc:  # G is finite, of the right shape and dtype: the values are out of range
         raise _diverged(comp, E, t, exc) from None
+    if state.algorithm in SPARSE:
+        agg, wire_bits, seconds = _sparse(batch, G, E, fused, state)
+        return agg, float(batch.nbits.mean()), wire_bits, seconds
     if E is not None and not fused:  # c. agg = mean(c) and E = p - c in one pass after the decode
         comp.decompress_batch_residual(batch, G, E, agg)
     else:  # c. the receivers decode the bytes (a few rows at a time, in cache) and average them
         comp.decompress_batch_mean(batch, agg)
     return (agg, *_measure(batch, state))
+
+
+def _sparse(batch, G, E, fused: bool, state: CommState):
+    """c. A SparCML sparse allreduce: every node decodes its own payload c_i (E = p - c_i), the P
+    decoded vectors are summed by the executed algorithm on the simulated transport (the sum every
+    rank holds, in the algorithm's order and dtype), then divided by P in float64. Returns
+    ``(agg, wire bits per node, seconds)`` (the payload bits are the caller's)."""
+    C = state.compressor.decompress_batch(batch)
+    if E is not None and not fused:
+        np.subtract(G, C, out=E)  # G holds p = g + e_old
+    outs, trace = SimulatedTransport(state.nodes).run(sparse.make(state.algorithm), list(C))
+    agg = outs[0].astype(np.float64) / state.nodes
+    return agg, trace.total_bits / state.nodes, state.network.price(trace)
 
 
 def _dense(G: np.ndarray, state: CommState, t: int):

@@ -64,7 +64,10 @@ class TrainConfig:
         seed: root seed (>= 0); everything random is derived from it per node and step.
         network: network preset name or alpha-beta config (``simdist.network``).
         compute: compute-model preset name or config, or None (no compute time).
-        collective: "auto" (allreduce for full precision, allgather of payloads otherwise) or an algorithm name.
+        collective: "auto" (allreduce for full precision, allgather of payloads otherwise) or an algorithm name:
+            "ring", "recursive_doubling", "rabenseifner" (full precision); "allgather" or a SparCML
+            sparse allreduce of the decoded vectors, "sparse_recursive_doubling",
+            "sparse_split_allgather", "sparse_dynamic" (compressed; see ``simdist.collectives.sparse``).
         error_feedback: keep an error-feedback memory per node (``ErrorFeedback``).
         momentum: heavy-ball momentum in [0, 1).
         partition: "iid" or "skewed" (label-sorted) split of the data across nodes.

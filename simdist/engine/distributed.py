@@ -16,8 +16,11 @@ Steps of iteration t (numbered as in :mod:`simdist.engine.loop`):
    are allgathered (:func:`simdist.collectives.dense.allgather`), every rank decodes all P
    payloads and takes their mean with the simulator's kernel (:func:`simdist.kernels.rows.mean_rows`: rows in rank
    order, float64), so every rank holds the simulator's aggregate bit for bit; e_i <- p_i - c_i.
-   Full precision: the dense allreduce (ring by default) of the fp32 rows; its sum is the fp32
-   sum in the algorithm's order (see "Exactness" below).
+   With a sparse allreduce (``collective="sparse_..."``) rank i decodes only its own payload c_i
+   and the ranks run that SparCML algorithm on the decoded vectors (the sum in the algorithm's
+   order and dtype, as in the simulator), then divide by P; the payload lengths go to rank 0
+   (untraced) for ``bits``. Full precision: the dense allreduce (ring by default) of the fp32
+   rows; its sum is the fp32 sum in the algorithm's order (see "Exactness" below).
 5. Every rank applies the same update: v = momentum v + mean; x = x - lr(t) v.
 6. Rank 0 evaluates the loss; the ranks' traces of step t (messages and reductions) are gathered to rank 0 (untraced),
    which prices their union with the network model (``sim_time``), counts ``wire_bits`` =
@@ -47,14 +50,14 @@ import time
 
 import numpy as np
 
-from ..collectives import dense
+from ..collectives import dense, sparse
 from ..collectives.trace import Trace
 from ..compressors.payload import PayloadBatch
 from ..kernels.rows import mean_rows
 from ..problems.partition import sample_minibatch
 from .config import TrainConfig
 from .history import History
-from .comm import _collective, _node_rng, _sampling_rng
+from .comm import SPARSE, _collective, _node_rng, _sampling_rng
 from .loop import _prepare
 
 __all__ = ["run_rank"]
@@ -128,7 +131,8 @@ def run_rank(config: TrainConfig, transport, *, problem=None) -> History | None:
         raise ValueError(f"device={cfg.device!r} applies to the simulator (simdist train); one process per node keeps "
                          f"its row on the host (--backend nccl moves the messages through the GPUs): use device='cpu'")
     i, root = transport.rank, transport.rank == 0
-    algo = dense.make(_collective(cfg.collective, comp is not None))
+    name = _collective(cfg.collective, comp is not None)
+    algo = sparse.make(name) if name in SPARSE else dense.make(name)
     dtype = np.dtype(getattr(prob, "dtype", np.float64))
     if cfg.error_feedback and comp is None:
         raise ValueError("error_feedback needs a compressor (full precision has no compression error)")
@@ -177,6 +181,14 @@ def run_rank(config: TrainConfig, transport, *, problem=None) -> History | None:
             s, trace = transport.run(algo, msg, context=ctx)
             agg[:] = s.astype(np.float64) / P  # the fp32 sum of the executed algorithm, averaged
             bits = 32.0 * d
+        elif name in SPARSE:  # a sparse allreduce of the decoded vectors; the lengths to rank 0 (untraced)
+            c = comp.decompress_batch(batch)[0]
+            s, trace = transport.run(algo, c, context=ctx)
+            agg[:] = s.astype(np.float64) / P  # the sum every rank holds, as the simulator's
+            if mem is not None:
+                np.subtract(g, c, out=mem)  # e_new = p - c
+            got = transport.gather_bytes(np.array([batch.nbits[0]], np.int64).view(np.uint8), root=0)
+            bits = float(np.concatenate([np.frombuffer(b.tobytes(), np.int64) for b in got]).mean()) if root else 0.0
         else:
             own = batch[0]
             blocks, trace = transport.run(algo, (own.data, own.nbits), context=ctx)

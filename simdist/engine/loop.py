@@ -11,8 +11,9 @@ Steps of one iteration t (numbered as in the code):
 4. The collective aggregates: full precision is summed by a dense allreduce (ring by default) in
    fp32, in the algorithm's own summation order (bit-identical to executing it, then / P);
    compressed payloads are allgathered (they cannot be summed on the way) and every node
-   decodes them all. The collective's trace gives the bits on the wire and, priced by the
-   network model, the communication time.
+   decodes them all, or (``collective="sparse_..."``) every node decodes its own payload and a
+   SparCML sparse allreduce sums the decoded vectors. The collective's trace gives the bits on
+   the wire and, priced by the network model, the communication time.
 5. Every node applies the same update: v = momentum * v + mean; x = x - lr(t) * v.
 6. The loss is evaluated; a NaN/Inf gradient or loss, or a compressed input beyond what the
    compressor can encode (e.g. a QSGD scale beyond float32), stops the run with the step and
