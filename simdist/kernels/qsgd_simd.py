@@ -27,6 +27,10 @@ The tables' ``vpermi2d`` is an x86 AVX-512 instruction. :data:`AVAILABLE` says w
 target has it (the host's CPU features, or ``NUMBA_CPU_FEATURES``); elsewhere the encoder never
 calls this kernel.
 
+Development note: Numba's on-disk cache keys a kernel on its own file only, so after editing this
+module touch ``simdist/kernels/qsgd_encode.py`` (or delete its ``__pycache__/*.nb*``) before measuring:
+the cached kernel still inlines the old code otherwise.
+
 References:
     Alistarh et al., "QSGD: Communication-Efficient SGD via Gradient Quantization and Encoding",
     NeurIPS 2017, Sec. 3.2 (the Elias-coded message); Intel 64 and IA-32 Architectures Software

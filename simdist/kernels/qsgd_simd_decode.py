@@ -21,6 +21,10 @@ scalar path (the decoder writes the row in order, so later values overwrite them
 ``vexpandps`` is an x86 AVX-512 instruction: the decoder calls this only where
 :data:`simdist.kernels.qsgd_simd.AVAILABLE`.
 
+Development note: Numba's on-disk cache keys a kernel on its own file only, so after editing this
+module touch ``simdist/kernels/qsgd_decode.py`` (or delete its ``__pycache__/*.nb*``) before measuring:
+the cached kernel still inlines the old code otherwise.
+
 References:
     Alistarh et al., "QSGD", NeurIPS 2017, Sec. 3.2; Intel SDM, VEXPANDPS / VPMOVSXBD.
 """
