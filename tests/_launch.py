@@ -53,8 +53,8 @@ def assert_same_history(real, cfg, sim):
     """The launched run's history (file ``real``) equals the simulated one of ``cfg``, float for float."""
     a, b = json.loads(real.read_text()), simulate(cfg, sim)
     assert len(a["loss"]) == 25 and a["stop_reason"] is None
-    for key in ("loss", "grad_norm", "bits", "wire_bits", "sim_time"):
-        assert a[key] == b[key], key  # bit-exact: the same floats
+    for key in ("loss", "grad_norm", "bits", "wire_bits", "sim_time", "comm_profile"):
+        assert a[key] == b[key], key  # bit-exact: the same floats (and the same cost profiles)
     assert a["config"] == b["config"]
 
 

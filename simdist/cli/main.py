@@ -14,7 +14,7 @@ import sys
 __all__ = ["main", "build_parser"]
 
 #: Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = ("train", "launch", "check", "repro")
+COMMANDS = ("train", "launch", "reprice", "check", "repro")
 
 DESCRIPTION = """\
 simdist: simulate and validate communication-efficient distributed SGD.
@@ -31,6 +31,8 @@ examples:
   simdist train examples/least_squares_qsgd.toml --out run.json
       simulate 8 nodes training least squares with 4-bit QSGD; history (loss, bits,
       simulated time per step) as JSON
+  simdist reprice run.json --network aries --network ib-edr
+      the same run priced on other network models (exact, without running it again)
   simdist check qsgd --s 4 --dim 10000 --trials 2000
       measure unbiasedness, variance, sparsity and code length of QSGD (4 levels)
       against Lemma 3.1 and Theorem 3.2, with confidence intervals and a verdict

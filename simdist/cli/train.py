@@ -12,8 +12,9 @@ DESCRIPTION = """\
 Run the n-node synchronous SGD simulator on the run described by CONFIG.toml (problem,
 compressor, nodes, steps, lr, batch_size, seed, network, collective, error_feedback, ...;
 see examples/*.toml), show a progress bar, print a summary (final loss, bits sent per node,
-bits on the wire per node, simulated time) and write the history (per-step loss, grad_norm, bits, wire_bits, sim_time,
-wall_time, plus the config and seed) as JSON to --out (and as CSV with --csv).
+bits on the wire per node, simulated time) and write the history (per-step loss, grad_norm,
+bits, wire_bits, sim_time, wall_time, the collective's cost profile, plus the config and seed)
+as JSON to --out (and as CSV with --csv). 'simdist reprice' prices it on other networks.
 """
 
 

@@ -20,6 +20,7 @@ from ..collectives.simulated import SimulatedTransport
 from ..collectives.sparse import available as sparse_algorithms
 from ..network import AlphaBeta
 from ..network import make as make_network
+from ..network.profile import cost_profile, price_profile
 from ..rng import node_step_rng, shared_rng
 
 #: Dense allreduce algorithms usable for full precision.
@@ -90,6 +91,10 @@ class CommState:
     dense: tuple | None = field(default=None, repr=False)
     #: where the arrays live for ``device="cuda"`` (:class:`simdist.engine.device.Placement`); None: NumPy
     placement: object = field(default=None, repr=False)
+    #: the :func:`~simdist.network.profile.cost_profile` of the last step's trace (what its price
+    #: depends on: a history keeps it per step, so a run can be priced again on another network)
+    profile: np.ndarray | None = field(default=None, repr=False)
+    _dense_profile: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def error_feedback(self) -> bool:
@@ -152,7 +157,8 @@ def init_comm(compressor, nodes: int, dim: int, *, dtype=np.float64, error_feedb
         st.memory = xp.zeros((P, d), dtype)
     if comp is None:
         trace = allreduce_trace(algo, P, d, 4)  # fp32 on the wire
-        st.dense = (32.0 * d, trace.total_bits / P, net.price(trace))
+        st._dense_profile = cost_profile(trace)
+        st.dense = (32.0 * d, trace.total_bits / P, price_profile(st._dense_profile, net))
     return st
 
 
@@ -218,7 +224,8 @@ def _sparse(batch, G, E, fused: bool, state: CommState):
         np.subtract(G, C, out=E)  # G holds p = g + e_old
     outs, trace = SimulatedTransport(state.nodes).run(sparse.make(state.algorithm), list(C))
     agg = outs[0].astype(np.float64) / state.nodes
-    return agg, trace.total_bits / state.nodes, state.network.price(trace)
+    state.profile = cost_profile(trace)
+    return agg, trace.total_bits / state.nodes, price_profile(state.profile, state.network)
 
 
 def _dense(G: np.ndarray, state: CommState, t: int):
@@ -235,6 +242,7 @@ def _dense(G: np.ndarray, state: CommState, t: int):
         raise Diverged(f"the fp32 sum of the gradients overflows at step {t} (diverged)")
     agg = np.empty(state.dim, np.float64)
     np.divide(total, state.nodes, out=agg, dtype=np.float64)
+    state.profile = state._dense_profile
     return (agg, *state.dense)
 
 
@@ -246,4 +254,5 @@ def _diverged(comp, E, t: int, exc: Exception) -> Diverged:
 def _measure(batch, state: CommState):
     """(bits per node, wire bits per node, seconds) of the allgather of ``batch``'s payloads."""
     trace = allgather_bits(batch.nbits, state.algorithm)
-    return float(batch.nbits.mean()), trace.total_bits / state.nodes, state.network.price(trace)
+    state.profile = cost_profile(trace)
+    return float(batch.nbits.mean()), trace.total_bits / state.nodes, price_profile(state.profile, state.network)

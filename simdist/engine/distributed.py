@@ -54,6 +54,7 @@ from ..collectives import dense, sparse
 from ..collectives.trace import Trace
 from ..compressors.payload import PayloadBatch
 from ..kernels.rows import mean_rows
+from ..network.profile import cost_profile, price_profile
 from ..problems.partition import sample_minibatch
 from .config import TrainConfig
 from .history import History
@@ -142,6 +143,7 @@ def run_rank(config: TrainConfig, transport, *, problem=None) -> History | None:
     x = np.array(prob.x0, dtype=np.float64)
     v = np.zeros_like(x)
     hist = {k: np.zeros(T) for k in ("loss", "grad_norm", "bits", "wire_bits", "sim_time", "wall_time")}
+    profiles = []  # rank 0: the cost profile of each recorded step's collective
     stop_reason, stopped_at, last_loss, t_run = None, None, float("nan"), 0
     for t in range(T):
         t0 = time.perf_counter()
@@ -215,7 +217,8 @@ def run_rank(config: TrainConfig, transport, *, problem=None) -> History | None:
             continue
         hist["loss"][t], hist["grad_norm"][t] = last_loss, grad_norm
         hist["bits"][t], hist["wire_bits"][t] = bits, full.total_bits / P
-        hist["sim_time"][t] = compute_s + net.price(full)
+        profiles.append(cost_profile(full))
+        hist["sim_time"][t] = compute_s + price_profile(profiles[-1], net)
         hist["wall_time"][t] = time.perf_counter() - t0
         t_run = t + 1
     if not root:
@@ -225,4 +228,5 @@ def run_rank(config: TrainConfig, transport, *, problem=None) -> History | None:
                        "transport": type(transport).__name__, "world_size": P})
     for k, arr in hist.items():
         setattr(h, k, arr[:t_run].copy())
+    h.comm_profile = profiles[:t_run]
     return h

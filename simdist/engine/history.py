@@ -13,9 +13,16 @@ Per step t (arrays of length ``steps_run``):
 A run that diverges stops: ``stop_reason`` says why and ``stopped_at`` at which step (the arrays then
 hold the steps before it), never a silent history of NaNs.
 
-Files: JSON with top-level keys ``config``, ``seed``, the per-step lists and ``stop_reason``/
-``stopped_at``/``summary``; CSV with one row per step (pandas-friendly: ``pandas.read_csv``). Both
-are written atomically. No pickle.
+``comm_profile`` keeps, per step, the cost profile of the step's collective
+(:func:`simdist.network.profile.cost_profile`: per round the ranks' Pareto-maximal (messages, bytes,
+reduced bytes)), which is all its alpha-beta price depends on: :meth:`History.reprice` prices the
+same run on another network (or with another compute model) exactly as a run there would have been,
+without running it again.
+
+Files: JSON with top-level keys ``config``, ``seed``, the per-step lists, ``comm_profile`` (a list per
+step of ``[round, messages, bytes, reduced bytes]`` rows) and ``stop_reason``/``stopped_at``/
+``summary``; CSV with one row per step (pandas-friendly: ``pandas.read_csv``; no profiles). Both are
+written atomically. No pickle.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import atomic_write_csv, atomic_write_json
+from ..network.profile import check_profile
 
 __all__ = ["History", "FIELDS"]
 
@@ -50,6 +58,8 @@ class History:
     stop_reason: str | None = None
     stopped_at: int | None = None
     extra: dict = field(default_factory=dict)
+    #: per step, the (k, 4) int64 cost profile of its collective (None: not recorded)
+    comm_profile: list | None = None
 
     @property
     def steps_run(self) -> int:
@@ -81,6 +91,8 @@ class History:
         out = {"config": self.config, "seed": int(self.seed)}
         for f in FIELDS:
             out[f] = np.asarray(getattr(self, f), dtype=np.float64).tolist()
+        if self.comm_profile is not None:
+            out["comm_profile"] = [np.asarray(p, np.int64).tolist() for p in self.comm_profile]
         out.update({"stop_reason": self.stop_reason, "stopped_at": self.stopped_at,
                     "summary": self.summary(), "extra": self.extra})
         return out
@@ -92,8 +104,60 @@ class History:
         if missing:
             raise ValueError(f"not a simdist history: missing keys {sorted(missing)}")
         arrays = {f: np.asarray([np.nan if v is None else v for v in data[f]], dtype=np.float64) for f in FIELDS}
+        profiles = data.get("comm_profile")
+        if profiles is not None:
+            if len(profiles) != len(arrays["loss"]):
+                raise ValueError(f"comm_profile has {len(profiles)} steps, the history {len(arrays['loss'])}")
+            profiles = [check_profile(p) for p in profiles]
         return cls(config=data["config"], seed=int(data["seed"]), stop_reason=data.get("stop_reason"),
-                   stopped_at=data.get("stopped_at"), extra=data.get("extra", {}), **arrays)
+                   stopped_at=data.get("stopped_at"), extra=data.get("extra", {}), comm_profile=profiles, **arrays)
+
+    def reprice(self, network, compute="config") -> "History":
+        """The same run priced on another network (and/or compute model), without running it again.
+
+        Every step's ``sim_time`` becomes ``compute seconds + price of its cost profile`` on
+        ``network``: exactly (bit for bit) what a run of this config with that network would have
+        recorded, since the network changes no computed value, only the price. Everything else is kept.
+
+        Args:
+            network: a network preset name, config dict or :class:`~simdist.network.AlphaBeta`.
+            compute: ``"config"`` (the run's own compute model), None (no compute time) or a
+                compute preset name / config (:mod:`simdist.network.compute`).
+
+        Returns:
+            A new :class:`History` whose config names the new network (and compute model).
+
+        Raises:
+            ValueError: the history has no cost profiles (written before they were recorded).
+
+        Example:
+            >>> import simdist
+            >>> h = simdist.train("mean_estimation", "sign", nodes=8, steps=5, lr=0.1, network="10gbe")
+            >>> a = h.reprice("aries")
+            >>> b = simdist.train("mean_estimation", "sign", nodes=8, steps=5, lr=0.1, network="aries")
+            >>> bool((a.sim_time == b.sim_time).all()), bool((a.loss == h.loss).all())
+            (True, True)
+        """
+        from ..network import AlphaBeta
+        from ..network import make as make_network
+        from ..network.profile import price_profile
+        from .loop import compute_seconds
+
+        if self.comm_profile is None:
+            raise ValueError("this history has no per-step cost profiles (comm_profile); run it again to reprice it")
+        net = network if isinstance(network, AlphaBeta) else make_network(network)
+        cfg = dict(self.config)
+        cfg["network"] = net.get_config() if isinstance(network, AlphaBeta) else network  # as a run stores it
+        if compute != "config":
+            cfg["compute"] = compute
+        compute_s = compute_seconds(cfg)
+        sim = np.array([compute_s + price_profile(p, net) for p in self.comm_profile], dtype=np.float64)
+        return History(config=cfg, seed=self.seed, loss=self.loss.copy(), grad_norm=self.grad_norm.copy(),
+                       bits=self.bits.copy(), wire_bits=self.wire_bits.copy(), sim_time=sim,
+                       wall_time=self.wall_time.copy(), stop_reason=self.stop_reason, stopped_at=self.stopped_at,
+                       extra={**self.extra, "repriced_from": {"network": self.config.get("network"),
+                                                              "compute": self.config.get("compute")}},
+                       comm_profile=list(self.comm_profile))
 
     def save_json(self, path) -> Path:
         """Write the history as JSON, atomically."""

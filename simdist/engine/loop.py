@@ -89,11 +89,21 @@ def _prepare(cfg: TrainConfig, problem=None):
         except ValueError as exc:
             raise ValueError(f"compressor {comp} does not fit the problem's dimension d={d}: {exc}") from None
     net = make_network(cfg.network)
-    compute_s = 0.0
-    if cfg.compute is not None:
-        cm = make_compute(cfg.compute)
-        compute_s = cm.step_time(B, None if cm.seconds_per_sample is not None else prob.flops_per_sample)
-    return prob, comp, lr, net, compute_s
+    return prob, comp, lr, net, compute_seconds(cfg, prob)
+
+
+def compute_seconds(cfg, problem=None) -> float:
+    """Simulated compute seconds per step of a config (a :class:`TrainConfig` or its dict): the
+    compute model's time for ``batch_size`` samples (0 without a compute model); the problem is
+    built from the config only when the model needs its flops per sample."""
+    get = cfg.get if isinstance(cfg, dict) else (lambda k, default=None: getattr(cfg, k, default))
+    if get("compute") is None:
+        return 0.0
+    cm = make_compute(get("compute"))
+    if cm.seconds_per_sample is not None:
+        return cm.step_time(get("batch_size", 1), None)
+    prob = problem if problem is not None else problems.make(get("problem"))
+    return cm.step_time(get("batch_size", 1), prob.flops_per_sample)
 
 
 def run(config: TrainConfig, *, progress: bool = False, problem=None, callback=None) -> History:
@@ -124,6 +134,7 @@ def run(config: TrainConfig, *, progress: bool = False, problem=None, callback=N
     v = xp.zeros_like(x)
 
     hist = {k: np.zeros(T) for k in ("loss", "grad_norm", "bits", "wire_bits", "sim_time", "wall_time")}
+    profiles = []  # the cost profile of each recorded step's collective (History.reprice)
     stop_reason, stopped_at, last_loss = None, None, float("nan")
     bar = None
     if progress:
@@ -171,6 +182,7 @@ def run(config: TrainConfig, *, progress: bool = False, problem=None, callback=N
         hist["bits"][t], hist["wire_bits"][t] = bits, wire
         hist["sim_time"][t] = compute_s + comm_s
         hist["wall_time"][t] = time.perf_counter() - t0
+        profiles.append(comm.profile)
         t_run = t + 1
         if bar is not None:
             bar.update(1)
@@ -182,6 +194,7 @@ def run(config: TrainConfig, *, progress: bool = False, problem=None, callback=N
                 extra={"x_final": where.to_host(x).tolist() if d <= 64 else None, "problem_constants": prob.constants()})
     for k, arr in hist.items():
         setattr(h, k, arr[:t_run].copy())
+    h.comm_profile = profiles[:t_run]
     return h
 
 

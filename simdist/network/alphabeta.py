@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._validate import check_float
+from .profile import cost_profile, price_profile, rank_round_totals
 
 __all__ = ["AlphaBeta", "nbytes_of"]
 
@@ -128,33 +129,21 @@ class AlphaBeta:
         nbytes = check_float("nbytes", nbytes, low=0.0)
         return self.alpha + self.beta * nbytes
 
+    def _cost(self, totals: np.ndarray) -> np.ndarray:
+        """``alpha n + beta B + gamma R`` of (..., 3) integer (messages, bytes, reduced bytes)."""
+        t = totals.astype(np.float64)
+        return self.alpha * t[..., 0] + self.beta * t[..., 1] + self.gamma * t[..., 2]
+
     def rank_round_times(self, trace) -> np.ndarray:
-        """``(nrounds, size)`` seconds each rank spends in each round (steps 1-2 of the module docstring).
+        """``(nrounds, size)`` seconds each rank spends in each round (steps 1-2 of the module
+        docstring): ``alpha n + beta B + gamma R`` with n messages of B bytes in all sent and R
+        bytes reduced (:func:`simdist.network.profile.rank_round_totals`).
 
         Args:
             trace: a :class:`simdist.collectives.trace.Trace` (anything with ``size``,
                 ``messages()`` -> (m, 4) and ``reductions()`` -> (r, 3) integer arrays).
         """
-        msg = np.asarray(trace.messages(), dtype=np.int64).reshape(-1, 4)
-        red = np.asarray(trace.reductions(), dtype=np.int64).reshape(-1, 3)
-        size = int(trace.size)
-        last = -1
-        if msg.shape[0]:
-            last = max(last, int(msg[:, 0].max()))
-        if red.shape[0]:
-            last = max(last, int(red[:, 0].max()))
-        nrounds = last + 1
-        cells = nrounds * size
-        times = np.zeros(cells, dtype=np.float64)
-        if msg.shape[0]:
-            # Step 1: alpha + beta * ceil(nbits / 8) to the sender, in its round.
-            cost = self.alpha + self.beta * nbytes_of(msg[:, 3]).astype(np.float64)
-            times += np.bincount(msg[:, 0] * size + msg[:, 1], weights=cost, minlength=cells)
-        if red.shape[0] and self.gamma != 0.0:
-            # Step 2: gamma * nbytes to the reducing rank, in its round.
-            cost = self.gamma * red[:, 2].astype(np.float64)
-            times += np.bincount(red[:, 0] * size + red[:, 1], weights=cost, minlength=cells)
-        return times.reshape(nrounds, size)
+        return self._cost(rank_round_totals(trace))
 
     def price_rounds(self, trace) -> np.ndarray:
         """``(nrounds,)`` seconds of each round: the slowest rank's time there (step 3)."""
@@ -172,4 +161,4 @@ class AlphaBeta:
         Returns:
             Simulated seconds (0.0 for an empty trace).
         """
-        return float(self.price_rounds(trace).sum())
+        return price_profile(cost_profile(trace), self)  # = price_rounds(trace).sum(), bit for bit
