@@ -23,6 +23,7 @@ REPROS = {
     "sign_counterexample": "paper_repro.sign_counterexample",
     "topk_convergence": "paper_repro.topk_convergence",
     "sparcml": "paper_repro.sparcml",
+    "sparcml_training": "paper_repro.sparcml_training",
     "scaling": "paper_repro.scaling",
 }
 
