@@ -91,6 +91,7 @@ def run(outdir: Path, quick: bool) -> ReproResult:
         res.claim(f"{net}: fastest aggregation of top-k {100 * cfg['ratio']:g}% (P = {cfg['nodes']}, d = "
                   f"{cfg['problem']['d']}), mean simulated seconds per step", "SparCML SC19 Sec. 5 (regimes) [model]",
                   "-", f"{best[1]}: {best[0]:.3g} s (fp32 ring {sec['fp32 ring']:.3g} s)", None)
+    data["claims"] = res.claims
     files = [_figure(outdir, data, runs, priced), atomic_write_json(Path(outdir) / f"{NAME}.json", data)]
     res.files.extend(files)
     return res
