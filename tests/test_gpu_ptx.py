@@ -14,7 +14,10 @@ device would only fail on the first real GPU. Here:
    NVVM is found the test skips saying so, except in CI (``SIMDIST_REQUIRE_NVVM=1``, set by
    ``.ci/run``), where that is a failure;
 3. every ``@cuda.jit`` kernel of the package must have been launched in step 1 (a new kernel
-   without a codec path here is reported by name).
+   without a codec path here is reported by name);
+4. no kernel's PTX holds a floating-point fused multiply-add (``fma.rn.f64``, ``mad.rn.f32``, ...):
+   NVVM contracts ``a * b + c`` unless the code prevents it, and a fused result rounds once where
+   the CPU rounds twice, so the GPU's scales and values would not be the CPU's bit for bit.
 
 What still needs a GPU (tests/test_gpu_device.py): running the compiled code, CuPy/torch inputs,
 speed.
@@ -128,7 +131,7 @@ def test_every_kernel_is_launched(launches):
 
 
 COMPILE = textwrap.dedent('''
-    import importlib, json, sys
+    import importlib, json, re, sys
     from numba import cuda, types
     import numba.cuda.dispatcher as disp
 
@@ -158,6 +161,9 @@ COMPILE = textwrap.dedent('''
         try:
             ptx, _ = cuda.compile_ptx(fn, args, cc=(9, 0))
             assert ".target sm_90" in ptx
+            fused = sorted(set(re.findall(r"\\b(?:fma|mad)\\.rn[.a-z0-9]*\\.f(?:32|64)\\b", ptx)))
+            if fused:  # a contracted a * b + c rounds once, the CPU's twice: the bytes would differ
+                bad.append(f"{mod}.{name}{args}: floating multiply-add in the PTX: {fused}")
         except Exception as exc:  # noqa: BLE001 (report every failure, then fail)
             bad.append(f"{mod}.{name}{args}: {type(exc).__name__}: {str(exc)[:1500]}")
     print(json.dumps({"compiled": len(jobs) - len(bad), "failed": bad}))
