@@ -47,11 +47,24 @@ def test_profiles_survive_json_and_old_files_say_what_is_missing(tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(g.comm_profile, h.comm_profile))
     np.testing.assert_array_equal(g.reprice("aries").sim_time, h.reprice("aries").sim_time)
     data = json.loads(path.read_text())
+    assert len(data["comm_profile"]["step"]) == 12 and len(data["comm_profile"]["profiles"]) <= 12
     old = {k: v for k, v in data.items() if k != "comm_profile"}
     with pytest.raises(ValueError, match="comm_profile"):
         History.from_dict(old).reprice("aries")
+    short = {"profiles": data["comm_profile"]["profiles"], "step": data["comm_profile"]["step"][:-1]}
     with pytest.raises(ValueError, match="comm_profile has 11 steps"):
-        History.from_dict({**data, "comm_profile": data["comm_profile"][:-1]})
+        History.from_dict({**data, "comm_profile": short})
+    with pytest.raises(ValueError, match="malformed comm_profile"):
+        History.from_dict({**data, "comm_profile": {"profiles": [], "step": [0] * 12}})
+    # a list of per-step profiles is read too
+    listed = History.from_dict({**data, "comm_profile": [p.tolist() for p in h.comm_profile]})
+    np.testing.assert_array_equal(listed.reprice("aries").sim_time, h.reprice("aries").sim_time)
+
+
+def test_a_full_precision_run_stores_its_profile_once(tmp_path):
+    h = simdist.train("least_squares", None, network="10gbe", **KW)
+    data = json.loads(h.save_json(tmp_path / "fp.json").read_text())
+    assert len(data["comm_profile"]["profiles"]) == 1 and data["comm_profile"]["step"] == [0] * 12
 
 
 def test_cli_reprice(tmp_path, capsys):

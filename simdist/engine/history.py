@@ -19,9 +19,10 @@ reduced bytes)), which is all its alpha-beta price depends on: :meth:`History.re
 same run on another network (or with another compute model) exactly as a run there would have been,
 without running it again.
 
-Files: JSON with top-level keys ``config``, ``seed``, the per-step lists, ``comm_profile`` (a list per
-step of ``[round, messages, bytes, reduced bytes]`` rows) and ``stop_reason``/``stopped_at``/
-``summary``; CSV with one row per step (pandas-friendly: ``pandas.read_csv``; no profiles). Both are
+Files: JSON with top-level keys ``config``, ``seed``, the per-step lists, ``comm_profile``
+(``{"profiles": [...], "step": [...]}``: the distinct profiles, each a list of ``[round, messages,
+bytes, reduced bytes]`` rows, and each step's index into them; a full-precision run stores one) and
+``stop_reason``/``stopped_at``/``summary``; CSV with one row per step (pandas-friendly: ``pandas.read_csv``; no profiles). Both are
 written atomically. No pickle.
 """
 
@@ -91,8 +92,16 @@ class History:
         out = {"config": self.config, "seed": int(self.seed)}
         for f in FIELDS:
             out[f] = np.asarray(getattr(self, f), dtype=np.float64).tolist()
-        if self.comm_profile is not None:
-            out["comm_profile"] = [np.asarray(p, np.int64).tolist() for p in self.comm_profile]
+        if self.comm_profile is not None:  # distinct profiles once, and each step's index into them
+            unique, index, seen = [], [], {}
+            for p in self.comm_profile:
+                rows = np.asarray(p, np.int64).tolist()
+                key = repr(rows)
+                if key not in seen:
+                    seen[key] = len(unique)
+                    unique.append(rows)
+                index.append(seen[key])
+            out["comm_profile"] = {"profiles": unique, "step": index}
         out.update({"stop_reason": self.stop_reason, "stopped_at": self.stopped_at,
                     "summary": self.summary(), "extra": self.extra})
         return out
@@ -105,6 +114,11 @@ class History:
             raise ValueError(f"not a simdist history: missing keys {sorted(missing)}")
         arrays = {f: np.asarray([np.nan if v is None else v for v in data[f]], dtype=np.float64) for f in FIELDS}
         profiles = data.get("comm_profile")
+        if isinstance(profiles, dict):  # {"profiles": distinct ones, "step": each step's index}
+            try:
+                profiles = [profiles["profiles"][int(i)] for i in profiles["step"]]
+            except (KeyError, IndexError, TypeError, ValueError) as exc:
+                raise ValueError(f"malformed comm_profile: {exc!r}") from None
         if profiles is not None:
             if len(profiles) != len(arrays["loss"]):
                 raise ValueError(f"comm_profile has {len(profiles)} steps, the history {len(arrays['loss'])}")
