@@ -84,7 +84,7 @@ def test_where_a_sparse_allreduce_pays_off():
     assert split.wire_bits[-1] < 0.1 * dense.wire_bits[-1]
     gather = simdist.train(prob, {"name": "randk", "k": 64}, collective="allgather", **kw)
     rd = simdist.train(prob, {"name": "randk", "k": 64}, collective="sparse_recursive_doubling", **kw)
-    assert rd.wire_bits[-1] < 0.5 * gather.wire_bits[-1]
+    assert rd.wire_bits[-1] < gather.wire_bits[-1]  # 5 x 64 items of 12 bytes vs 31 x 64 values of 4
 
 
 @pytest.mark.parametrize("kwargs,match", [
