@@ -17,7 +17,6 @@ from .._validate import FLOAT_DTYPES, check_int
 from ..collectives import sparse
 from ..collectives.fastpath import allgather_bits, allreduce_sum, allreduce_trace
 from ..collectives.simulated import SimulatedTransport
-from ..collectives.sparse import available as sparse_algorithms
 from ..network import AlphaBeta
 from ..network import make as make_network
 from ..network.profile import cost_profile, price_profile
@@ -27,7 +26,7 @@ from ..rng import node_step_rng, shared_rng
 DENSE = ("ring", "recursive_doubling", "rabenseifner")
 #: SparCML sparse allreduces (:mod:`simdist.collectives.sparse`) usable for compressed runs: they sum
 #: the nodes' decoded vectors on the way, which pays off when those are sparse (top-k, rand-k, ...).
-SPARSE = tuple(sparse_algorithms())
+SPARSE = tuple(sparse.available())
 
 class Diverged(ArithmeticError):
     """A step produced values the run cannot go on with (the message is the stop reason)."""
