@@ -214,24 +214,18 @@ def _decode_body(buf, offsets, s, b, elias, width, dec_val, dec_len, triple, mul
                             dist = h >> 4
                             if simd and dist <= lanes and lo + p - 1 + lanes <= d:  # values and zeros
                                 expand_store(y, q, etab, win >> _SHIFT, unit)  # of [q, q + lanes)
-                                p += dist
-                                pos += h & 15
-                                win <<= np.uint64(h & 15)
-                                h = np.int64(chain[win >> _SHIFT])
-                                if (h & 15) == 0 or p + (h >> 4) > stop:
-                                    break
-                                continue
-                            e = multi[win >> _SHIFT]  # the values: off the chain of lookups
-                            if dist <= 16 and lo + p + 15 <= d:  # zero [q, q + 16): one vector store
-                                for t in range(16):
-                                    y[q + np.uint64(t)] = 0
-                            else:  # zero [q, q + dist), inside the bucket (p + dist <= stop)
-                                for t in range(dist):
-                                    y[q + np.uint64(t)] = 0
-                            y[q] = vt[(e >> 10) & 63]  # then the values (slot 0 at offset 0)
-                            y[q + np.uint64((e >> 22) & 63)] = vt[(e >> 16) & 63]
-                            y[q + np.uint64((e >> 34) & 63)] = vt[(e >> 28) & 63]
-                            y[q + np.uint64((e >> 46) & 63)] = vt[(e >> 40) & 63]
+                            else:
+                                e = multi[win >> _SHIFT]  # the values: off the chain of lookups
+                                if dist <= 16 and lo + p + 15 <= d:  # zero [q, q + 16): one vector store
+                                    for t in range(16):
+                                        y[q + np.uint64(t)] = 0
+                                else:  # zero [q, q + dist), inside the bucket (p + dist <= stop)
+                                    for t in range(dist):
+                                        y[q + np.uint64(t)] = 0
+                                y[q] = vt[(e >> 10) & 63]  # then the values (slot 0 at offset 0)
+                                y[q + np.uint64((e >> 22) & 63)] = vt[(e >> 16) & 63]
+                                y[q + np.uint64((e >> 34) & 63)] = vt[(e >> 28) & 63]
+                                y[q + np.uint64((e >> 46) & 63)] = vt[(e >> 40) & 63]
                             p += dist
                             pos += h & 15
                             win <<= np.uint64(h & 15)
