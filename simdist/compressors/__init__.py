@@ -13,8 +13,11 @@ Example:
 """
 
 from .base import Compressor
+from .dgc import DGC, DGCState
 from .error_feedback import ErrorFeedback
 from .payload import Payload, PayloadBatch
 from .registry import available, get, make, register
 
-__all__ = ["Compressor", "ErrorFeedback", "Payload", "PayloadBatch", "available", "get", "make", "register"]
+__all__ = [
+    "Compressor", "DGC", "DGCState", "ErrorFeedback", "Payload", "PayloadBatch", "available", "get", "make", "register",
+]
