@@ -94,3 +94,13 @@ class Registry:
                 f"unknown parameter(s) {sorted(unknown)} for {self.kind} {spec!r}; allowed: {sorted(allowed)}"
             )
         return cls, dict(params)
+
+    def build(self, spec, params: dict, base: type):
+        """An instance from a name plus ``params`` or a config dict; an instance of ``base`` is returned
+        as is (then ``params`` must be empty)."""
+        if isinstance(spec, base):
+            if params:
+                raise TypeError(f"pass either a {self.kind} object or a name with keyword parameters, not both")
+            return spec
+        cls, params = self.resolve(spec, params)
+        return cls(**params)

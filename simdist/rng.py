@@ -27,6 +27,8 @@ from ._validate import check_generator, check_int
 __all__ = [
     "node_step_rng",
     "shared_rng",
+    "attack_rng",
+    "delay_rng",
     "draw_keys",
     "uniform_word",
     "stream_words",
@@ -143,3 +145,19 @@ def batch_uniform_bits(rng, rows: int, cols: int) -> np.ndarray:
     """
     cols = check_int("cols", cols, low=0)
     return stream_words(draw_keys(rng, rows), cols)
+
+
+def attack_rng(seed: int, step: int) -> np.random.Generator:
+    """Generator of the Byzantine nodes' forged vectors at a step (:mod:`simdist.robust.attacks`):
+    a stream of its own (``spawn_key=(5, step)``), so an attack never shifts the honest nodes' streams."""
+    seed = check_int("seed", seed, low=0)
+    step = check_int("step", step, low=0)
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(5, step))))
+
+
+def delay_rng(seed: int, step: int) -> np.random.Generator:
+    """Generator of the nodes' gradient delays at a step (bounded-staleness SGD,
+    :mod:`simdist.engine.staleness`): ``spawn_key=(6, step)``."""
+    seed = check_int("seed", seed, low=0)
+    step = check_int("step", step, low=0)
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(6, step))))

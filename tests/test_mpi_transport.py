@@ -37,11 +37,13 @@ TOPK_EF = BASE.replace("lr = 0.05\n", "lr = 0.05\nerror_feedback = true\n") + '[
 
 
 TOPK_EF_DYNAMIC = TOPK_EF.replace("error_feedback = true\n", 'error_feedback = true\ncollective = "sparse_dynamic"\n')
+ROBUST_STALE = TOPK_EF.replace("error_feedback = true\n", 'error_feedback = true\naggregator = "geometric_median"\n'
+                               'byzantine = 1\nattack = {name = "ipm", epsilon = 0.5}\nstaleness = 2\n')
 
 
 @needs_mpi
-@pytest.mark.parametrize("toml", [BASE, TOPK_EF, TOPK_EF_DYNAMIC],
-                         ids=["full_precision", "topk_ef", "topk_ef_sparse_dynamic"])
+@pytest.mark.parametrize("toml", [BASE, TOPK_EF, TOPK_EF_DYNAMIC, ROBUST_STALE],
+                         ids=["full_precision", "topk_ef", "topk_ef_sparse_dynamic", "topk_ef_geomedian_ipm_stale"])
 def test_launch_mpi_history_equals_simulation_exactly(tmp_path, toml):
     cfg = tmp_path / "run.toml"
     cfg.write_text(textwrap.dedent(toml))

@@ -37,7 +37,12 @@ def _launch(tmp_path, toml: str, *extra, timeout=20):
     '[compressor]\nname = "sign"\n',
     'error_feedback = true\ncollective = "sparse_split_allgather"\n[compressor]\nname = "topk"\nk = 3\n',
     'collective = "sparse_recursive_doubling"\n[compressor]\nname = "randk"\nk = 4\n',
-], ids=["topk_ef", "sign", "topk_ef_sparse_split_allgather", "randk_sparse_recursive_doubling"])
+    'error_feedback = true\naggregator = "median"\nbyzantine = 1\nattack = "sign_flip"\nstaleness = 2\n'
+    '[compressor]\nname = "qsgd"\ns = 4\n',
+    'aggregator = {name = "krum", f = 0, m = 2}\nbyzantine = 1\nattack = {name = "gaussian", sigma = 0.5}\n'
+    'staleness = 3\ndelays = "fixed"\n[compressor]\nname = "topk"\nk = 3\n',
+], ids=["topk_ef", "sign", "topk_ef_sparse_split_allgather", "randk_sparse_recursive_doubling",
+        "qsgd_ef_median_byzantine_stale", "topk_multikrum_gaussian_fixed_delay"])
 def test_launch_history_equals_simulation_exactly(tmp_path, extra):
     toml = BASE.replace("lr = 0.05\n", "lr = 0.05\n" + extra.split("[compressor]")[0]) + (
         "[compressor]" + extra.split("[compressor]")[1])
@@ -46,10 +51,14 @@ def test_launch_history_equals_simulation_exactly(tmp_path, extra):
     assert_same_history(real, cfg, sim)
 
 
-def test_launch_full_precision_matches_simulation(tmp_path):
-    r, cfg, real, sim = _launch(tmp_path, BASE)
+@pytest.mark.parametrize("extra", ["", 'aggregator = {name = "trimmed_mean", beta = 0.25}\nbyzantine = 1\n'
+                                       'attack = {name = "sign_flip", scale = 3.0}\nstaleness = 2\n'],
+                         ids=["ring", "allgather_trimmed_mean_byzantine_stale"])
+def test_launch_full_precision_matches_simulation(tmp_path, extra):
+    r, cfg, real, sim = _launch(tmp_path, BASE.replace("lr = 0.05\n", "lr = 0.05\n" + extra))
     assert r.returncode == 0, r.stderr[-3000:]
-    # the simulator sums the fp32 rows in the ring's own order (fastpath.allreduce_sum): bit-exact
+    # the simulator sums the fp32 rows in the ring's own order (fastpath.allreduce_sum): bit-exact; with a
+    # robust rule both sides allgather the fp32 rows and apply it
     assert_same_history(real, cfg, sim)
 
 

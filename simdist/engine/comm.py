@@ -94,6 +94,9 @@ class CommState:
     #: depends on: a history keeps it per step, so a run can be priced again on another network)
     profile: np.ndarray | None = field(default=None, repr=False)
     _dense_profile: np.ndarray | None = field(default=None, repr=False)
+    #: a robust aggregation rule (:mod:`simdist.robust.aggregators`) applied to the allgathered
+    #: vectors instead of the mean; None: the mean
+    aggregator: object = None
 
     @property
     def error_feedback(self) -> bool:
@@ -101,7 +104,8 @@ class CommState:
 
 
 def init_comm(compressor, nodes: int, dim: int, *, dtype=np.float64, error_feedback: bool = False,
-              network="10gbe", collective: str = "auto", seed: int = 0, device: str = "cpu") -> CommState:
+              network="10gbe", collective: str = "auto", seed: int = 0, device: str = "cpu",
+              aggregator=None) -> CommState:
     """The communication state of a run: validated parameters, the collective, zero EF memory.
 
     Args:
@@ -118,6 +122,10 @@ def init_comm(compressor, nodes: int, dim: int, *, dtype=np.float64, error_feedb
             for full precision a dense allreduce (:data:`DENSE`).
         seed: the run's root seed.
         device: ``"cpu"`` or ``"cuda"`` (the matrices on the GPU, see :mod:`simdist.engine.device`).
+        aggregator: None (the mean) or a robust rule (a name, config or
+            :class:`~simdist.robust.aggregators.Aggregator`): then every node allgathers every vector
+            (the payloads, or fp32 rows at full precision) and applies the rule (collective "auto" or
+            "allgather" only).
 
     Returns:
         A :class:`CommState` for :func:`communicate`.
@@ -142,12 +150,25 @@ def init_comm(compressor, nodes: int, dim: int, *, dtype=np.float64, error_feedb
         except ValueError as exc:
             raise ValueError(f"compressor {comp} does not fit the problem's dimension d={d}: {exc}") from None
     net = network if isinstance(network, AlphaBeta) else make_network(network)
-    algo = _collective(collective, comp is not None)
+    rule = None
+    if aggregator is not None:
+        from ..robust import aggregators
+
+        rule = aggregators.make(aggregator)
+        rule.check_nodes(P)
+        if collective not in ("auto", "allgather"):
+            raise ValueError(f"aggregator={rule.name!r} needs every node's vector: collective must be 'auto' or "
+                             f"'allgather', got {collective!r} (an allreduce only delivers the sum)")
+        collective = "allgather" if comp is not None else "auto"
+    algo = "allgather" if rule is not None and comp is None else _collective(collective, comp is not None)
     if error_feedback and comp is None:
         raise ValueError("error_feedback needs a compressor (full precision has no compression error)")
-    st = CommState(comp, P, d, dtype, algo, net, int(seed))
+    st = CommState(comp, P, d, dtype, algo, net, int(seed), aggregator=rule)
     xp = np
     if device != "cpu":
+        if rule is not None:
+            raise ValueError(f"aggregator={rule.name!r} runs on the host: robust aggregation is not on the device "
+                             f"path (device='cuda' averages)")
         if algo in SPARSE:
             raise ValueError(f"collective={algo!r} runs on the host: the sparse allreduces are not on the device "
                              f"path (device='cuda' supports 'auto' and 'allgather')")
@@ -157,8 +178,8 @@ def init_comm(compressor, nodes: int, dim: int, *, dtype=np.float64, error_feedb
         xp = st.placement.xp
     if error_feedback:
         st.memory = xp.zeros((P, d), dtype)
-    if comp is None:
-        trace = allreduce_trace(algo, P, d, 4)  # fp32 on the wire
+    if comp is None:  # fp32 on the wire: allreduced, or allgathered for a robust rule; the same every step
+        trace = allgather_bits(np.full(P, 32 * d, np.int64)) if rule is not None else allreduce_trace(algo, P, d, 4)
         st._dense_profile = cost_profile(trace)
         st.dense = (32.0 * d, trace.total_bits / P, price_profile(st._dense_profile, net))
     return st
@@ -191,7 +212,7 @@ def communicate(G: np.ndarray, state: CommState, t: int):
         raise ValueError(f"G must be a writable C-contiguous ({P}, {d}) {state.dtype} array, got "
                          f"{G.dtype} {G.shape}")
     if comp is None:  # full precision: the allreduce sends fp32 and sums in fp32, in its own order
-        return _dense(G, state, t)
+        return _dense(G, state, t)  # (or, with a robust rule, allgathers the fp32 rows)
     agg = np.empty(d, np.float64)
     E = state.memory
     rngs = _node_rngs(comp, state.seed, t, P)
@@ -209,6 +230,11 @@ def communicate(G: np.ndarray, state: CommState, t: int):
     if state.algorithm in SPARSE:
         agg, wire_bits, seconds = _sparse(batch, G, E, fused, state)
         return agg, float(batch.nbits.mean()), wire_bits, seconds
+    if state.aggregator is not None:  # c. every node decodes every payload and applies the rule
+        C = comp.decompress_batch(batch)
+        if E is not None and not fused:
+            np.subtract(G, C, out=E)  # G holds p = g + e_old
+        return (state.aggregator.aggregate(C), *_measure(batch, state))
     if E is not None and not fused:  # c. agg = mean(c) and E = p - c in one pass after the decode
         comp.decompress_batch_residual(batch, G, E, agg)
     else:  # c. the receivers decode the bytes (a few rows at a time, in cache) and average them
@@ -238,13 +264,15 @@ def _dense(G: np.ndarray, state: CommState, t: int):
             G32 = G.astype(np.float32)
     if not np.all(np.isfinite(G32)):
         raise Diverged(f"gradient beyond the float32 range of the wire at step {t} (diverged)")
+    state.profile = state._dense_profile
+    if state.aggregator is not None:  # every node receives the P fp32 rows and applies the rule
+        return (state.aggregator.aggregate(G32), *state.dense)
     with np.errstate(over="ignore"):
         total, _ = allreduce_sum(G32, state.algorithm)  # bit-identical to the executed algorithm
     if not np.all(np.isfinite(total)):
         raise Diverged(f"the fp32 sum of the gradients overflows at step {t} (diverged)")
     agg = np.empty(state.dim, np.float64)
     np.divide(total, state.nodes, out=agg, dtype=np.float64)
-    state.profile = state._dense_profile
     return (agg, *state.dense)
 
 

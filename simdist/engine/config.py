@@ -30,11 +30,13 @@ from pathlib import Path
 
 from .._validate import check_choice, check_float, check_int
 
-__all__ = ["TrainConfig", "PARTITIONS", "DEVICES"]
+__all__ = ["TrainConfig", "PARTITIONS", "DEVICES", "DELAYS"]
 
 PARTITIONS = ("iid", "skewed")
 #: Where a simulated run's arrays live (see :mod:`simdist.engine.device`).
 DEVICES = ("cpu", "cuda")
+#: How bounded-staleness delays are drawn (see :mod:`simdist.engine.staleness`).
+DELAYS = ("uniform", "fixed")
 
 
 def _spec(name: str, value, *, allow_none: bool = False):
@@ -75,6 +77,16 @@ class TrainConfig:
             repeat the last evaluated value (default 1: every step).
         device: ``"cpu"`` (NumPy) or ``"cuda"``: the iterate and the (P, d) matrices on the GPU as
             CuPy arrays, compressed with the GPU codecs (:mod:`simdist.engine.device`).
+        aggregator: None (the mean, summed by the collective) or a robust aggregation rule's name or
+            config (``simdist.robust.aggregators``: median, trimmed_mean, krum, geometric_median, mean):
+            every node receives every vector (allgather) and applies the rule.
+        byzantine: the number f of Byzantine nodes, in [0, nodes - 1]: the last f nodes send the
+            ``attack``'s vectors instead of their gradients.
+        attack: the attack's name or config (``simdist.robust.attacks``); required when byzantine > 0.
+        staleness: the largest gradient delay tau >= 0 (bounded-staleness SGD,
+            :mod:`simdist.engine.staleness`): node i's gradient at step t is taken at x_{t - delay}.
+        delays: how the delays are drawn: "uniform" (each node and step, uniform in [0, tau]) or
+            "fixed" (every gradient exactly tau steps old); delays never reach before x_0.
     """
 
     problem: dict
@@ -92,6 +104,11 @@ class TrainConfig:
     partition: str = "iid"
     eval_every: int = 1
     device: str = "cpu"
+    aggregator: dict | None = None
+    byzantine: int = 0
+    attack: dict | None = None
+    staleness: int = 0
+    delays: str = "uniform"
 
     def __post_init__(self):
         s = object.__setattr__
@@ -120,6 +137,14 @@ class TrainConfig:
         s(self, "momentum", check_float("momentum", self.momentum, low=0.0, high=1.0, high_open=True))
         check_choice("partition", self.partition, PARTITIONS)
         check_choice("device", self.device, DEVICES)
+        s(self, "aggregator", _spec("aggregator", self.aggregator, allow_none=True))
+        s(self, "byzantine", check_int("byzantine", self.byzantine, low=0, high=self.nodes - 1))
+        s(self, "attack", _spec("attack", self.attack, allow_none=True))
+        if (self.byzantine > 0) != (self.attack is not None):
+            raise ValueError("byzantine > 0 needs an attack and an attack needs byzantine > 0 "
+                             f"(got byzantine={self.byzantine}, attack={self.attack!r})")
+        s(self, "staleness", check_int("staleness", self.staleness, low=0))
+        check_choice("delays", self.delays, DELAYS)
 
     @staticmethod
     def _plain(value, name):

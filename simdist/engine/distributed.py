@@ -6,7 +6,11 @@ Steps of iteration t (numbered as in :mod:`simdist.engine.loop`):
 1. Every rank draws the same global (P, B) minibatch index matrix from the per-step sampling
    generator and keeps row i.
 2. Rank i computes its own gradient row g_i = grads(x, idx[i:i+1]) (bit-identical to row i of
-   the simulator's matrix: the problems' gradients are row-wise).
+   the simulator's matrix: the problems' gradients are row-wise), at x_{t - delay_i} with
+   staleness (every rank keeps the last tau + 1 iterates and draws the step's delays from the
+   same generator as the simulator). 2b. A Byzantine rank (one of the last ``byzantine``) computes
+   the honest ranks' gradients itself (it has the problem and the global index matrix: the
+   omniscient attacker) and sends its row of the attack's vectors instead of its gradient.
 3. Rank i compresses p_i = g_i + e_i (error feedback) with its own generator (the simulator's
    ``_node_rng``: ``node_step_rng(seed, i, t)``, Rand-k: the shared one).
    Control (untraced, to rank 0): a status (finite gradient, encodable) and g_i,
@@ -15,7 +19,9 @@ Steps of iteration t (numbered as in :mod:`simdist.engine.loop`):
 4. Aggregation over the transport, with the simulator's algorithms: compressed payload bytes
    are allgathered (:func:`simdist.collectives.dense.allgather`), every rank decodes all P
    payloads and takes their mean with the simulator's kernel (:func:`simdist.kernels.rows.mean_rows`: rows in rank
-   order, float64), so every rank holds the simulator's aggregate bit for bit; e_i <- p_i - c_i.
+   order, float64), or applies the run's robust aggregation rule to them, so every rank holds the
+   simulator's aggregate bit for bit; e_i <- p_i - c_i. With a robust rule at full precision the fp32
+   rows are allgathered and the rule applied to them.
    With a sparse allreduce (``collective="sparse_..."``) rank i decodes only its own payload c_i
    and the ranks run that SparCML algorithm on the decoded vectors (the sum in the algorithm's
    order and dtype, as in the simulator), then divide by P; the payload lengths go to rank 0
@@ -60,6 +66,7 @@ from .config import TrainConfig
 from .history import History
 from .comm import SPARSE, _collective, _node_rng, _sampling_rng
 from .loop import _prepare
+from .staleness import Staleness
 
 __all__ = ["run_rank"]
 
@@ -107,6 +114,34 @@ def _gather_trace(transport, trace: Trace, P: int) -> Trace | None:
     return Trace.from_arrays(P, np.concatenate(msgs), np.concatenate(reds))
 
 
+def _rule(cfg: TrainConfig, P: int):
+    """The robust aggregation rule of ``cfg`` (None: the mean), checked as the simulator checks it."""
+    if cfg.aggregator is None:
+        return None
+    from ..robust import aggregators
+
+    rule = aggregators.make(cfg.aggregator)
+    rule.check_nodes(P)
+    if cfg.collective not in ("auto", "allgather"):
+        raise ValueError(f"aggregator={rule.name!r} needs every node's vector: collective must be 'auto' or "
+                         f"'allgather', got {cfg.collective!r} (an allreduce only delivers the sum)")
+    return rule
+
+
+def _forge(prob, attack, X, idx, dtype, f: int, seed: int, t: int) -> np.ndarray:
+    """The f forged rows of step t, as the simulator's :func:`simdist.robust.attacks.inject` makes them
+    (None when an honest gradient is not finite: the simulator stops before forging)."""
+    from ..rng import attack_rng
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        H = np.asarray(prob.grads(X, idx), dtype=dtype)
+    if not np.all(np.isfinite(H)):
+        return None
+    forged = attack.forge(H, f, attack_rng(seed, t) if attack.needs_rng else None)
+    with np.errstate(over="ignore"):
+        return forged.astype(dtype)
+
+
 def run_rank(config: TrainConfig, transport, *, problem=None) -> History | None:
     """Run this process's node of the training ``config`` over ``transport``.
 
@@ -132,13 +167,21 @@ def run_rank(config: TrainConfig, transport, *, problem=None) -> History | None:
         raise ValueError(f"device={cfg.device!r} applies to the simulator (simdist train); one process per node keeps "
                          f"its row on the host (--backend nccl moves the messages through the GPUs): use device='cpu'")
     i, root = transport.rank, transport.rank == 0
-    name = _collective(cfg.collective, comp is not None)
+    rule = _rule(cfg, P)
+    name = "allgather" if rule is not None else _collective(cfg.collective, comp is not None)
     algo = sparse.make(name) if name in SPARSE else dense.make(name)
     dtype = np.dtype(getattr(prob, "dtype", np.float64))
     if cfg.error_feedback and comp is None:
         raise ValueError("error_feedback needs a compressor (full precision has no compression error)")
     mem = np.zeros(d, dtype) if cfg.error_feedback else None
     decoded = np.empty((P, d), dtype) if comp is not None else None
+    stale = Staleness(cfg.staleness, cfg.delays, cfg.seed, P)
+    f = cfg.byzantine
+    attack = None
+    if i >= P - f:  # a Byzantine rank: it forges its row from the honest ranks' gradients
+        from ..robust import attacks
+
+        attack = attacks.make(cfg.attack)
     parts = prob.partition(P, cfg.partition, cfg.seed)
     x = np.array(prob.x0, dtype=np.float64)
     v = np.zeros_like(x)
@@ -149,10 +192,15 @@ def run_rank(config: TrainConfig, transport, *, problem=None) -> History | None:
         t0 = time.perf_counter()
         # 1. minibatch (the global matrix, this rank's row)  2. this rank's gradient
         idx = sample_minibatch(parts, B, _sampling_rng(cfg.seed, t))
+        X = stale.points(x, t)  # x, or every node's (possibly older) iterate
         with np.errstate(over="ignore", invalid="ignore"):
-            g = np.array(prob.grads(x, idx[i:i + 1])[0], dtype=dtype, order="C")
+            g = np.array(prob.grads(X if X is x else X[i], idx[i:i + 1])[0], dtype=dtype, order="C")
         finite = bool(np.all(np.isfinite(g)))
         g_sent = g.copy()
+        if attack is not None and finite:  # 2b. the simulator's inject(), this rank's row of it
+            forged = _forge(prob, attack, X if X is x else X[:P - f], idx[:P - f], dtype, f, cfg.seed, t)
+            if forged is not None:  # (else an honest rank's gradient is not finite: the run stops below)
+                g = forged[i - (P - f)].copy()
         # 3. compression (or the fp32 row), then the go/stop decision on rank 0
         err, msg = None, None
         if finite and comp is None:
@@ -179,7 +227,11 @@ def run_rank(config: TrainConfig, transport, *, problem=None) -> History | None:
         # 4. aggregation over the transport
         agg = np.empty(d, np.float64)
         ctx = f"step {t}"
-        if comp is None:
+        if comp is None and rule is not None:  # the fp32 rows allgathered, the rule applied to them
+            blocks, trace = transport.run(algo, (msg.view(np.uint8), 32 * d), context=ctx)
+            agg[:] = rule.aggregate(np.stack([np.frombuffer(bytes(b), np.float32) for b, _ in blocks]))
+            bits = 32.0 * d
+        elif comp is None:
             s, trace = transport.run(algo, msg, context=ctx)
             agg[:] = s.astype(np.float64) / P  # the fp32 sum of the executed algorithm, averaged
             bits = 32.0 * d
@@ -198,7 +250,10 @@ def run_rank(config: TrainConfig, transport, *, problem=None) -> History | None:
             keys = None if batch.keys is None else np.full(P, batch.keys[0], np.int64)
             allb = PayloadBatch.from_rows([b for b, _ in blocks], nbits, d, dtype, comp.name, keys)
             comp.decompress_batch(allb, out=decoded)
-            mean_rows(decoded, agg)  # rows in rank order, as the simulator's mean
+            if rule is not None:
+                agg[:] = rule.aggregate(decoded)
+            else:
+                mean_rows(decoded, agg)  # rows in rank order, as the simulator's mean
             if mem is not None:
                 np.subtract(g, decoded[i], out=mem)  # e_new = p - c
             bits = float(nbits.mean())

@@ -4,7 +4,10 @@ Steps of one iteration t (numbered as in the code):
 
 1. Every node i samples a minibatch of ``batch_size`` indices from its partition D_i
    (one generator call for all nodes).
-2. The problem computes the (P, d) matrix of the nodes' stochastic gradients in one call.
+2. The problem computes the (P, d) matrix of the nodes' stochastic gradients in one call (at x_t,
+   or with ``staleness`` at each node's x_{t - delay_i}: :mod:`simdist.engine.staleness`).
+   2b. With ``byzantine = f`` the last f rows are replaced by the attack's vectors, forged from
+   the honest rows (:mod:`simdist.robust.attacks`).
 3. Each node compresses its gradient (plus its error-feedback memory when asked) with its own
    generator ``node_step_rng(seed, i, t)`` (Rand-k: a generator every node derives identically,
    so the nodes share the mask); all rows in one kernel call.
@@ -12,7 +15,9 @@ Steps of one iteration t (numbered as in the code):
    fp32, in the algorithm's own summation order (bit-identical to executing it, then / P);
    compressed payloads are allgathered (they cannot be summed on the way) and every node
    decodes them all, or (``collective="sparse_..."``) every node decodes its own payload and a
-   SparCML sparse allreduce sums the decoded vectors. The collective's trace gives the bits on
+   SparCML sparse allreduce sums the decoded vectors; with a robust ``aggregator`` every node
+   receives every vector (allgather) and applies the rule instead of the mean
+   (:mod:`simdist.robust.aggregators`). The collective's trace gives the bits on
    the wire and, priced by the network model, the communication time.
 5. Every node applies the same update: v = momentum * v + mean; x = x - lr(t) * v.
 6. The loss is evaluated; a NaN/Inf gradient or loss, or a compressed input beyond what the
@@ -71,6 +76,7 @@ from .comm import Diverged, _sampling_rng, communicate, init_comm
 from .device import check_run, placement
 from .config import TrainConfig
 from .history import History
+from .staleness import Staleness
 
 __all__ = ["train", "run"]
 
@@ -90,6 +96,22 @@ def _prepare(cfg: TrainConfig, problem=None):
             raise ValueError(f"compressor {comp} does not fit the problem's dimension d={d}: {exc}") from None
     net = make_network(cfg.network)
     return prob, comp, lr, net, compute_seconds(cfg, prob)
+
+
+def _adversary(cfg: TrainConfig):
+    """None, or ``apply(G, t)`` replacing the last ``cfg.byzantine`` rows of G by the attack's vectors
+    (forged from the honest rows; a random attack draws from ``attack_rng(seed, t)``)."""
+    if not cfg.byzantine:
+        return None
+    from ..rng import attack_rng
+    from ..robust import attacks
+
+    atk = attacks.make(cfg.attack)
+
+    def apply(G, t: int) -> None:
+        attacks.inject(G, cfg.byzantine, atk, attack_rng(cfg.seed, t) if atk.needs_rng else None)
+
+    return apply
 
 
 def compute_seconds(cfg, problem=None) -> float:
@@ -124,8 +146,14 @@ def run(config: TrainConfig, *, progress: bool = False, problem=None, callback=N
     where = placement(cfg.device)  # NumPy, or the GPU (xp = cupy; see simdist.engine.device)
     check_run(prob, comp, where)
     xp = where.xp
+    if where.on_device and (cfg.byzantine or cfg.staleness):
+        raise ValueError("byzantine nodes and staleness run on the host: use device='cpu' "
+                         f"(got byzantine={cfg.byzantine}, staleness={cfg.staleness})")
     comm = init_comm(comp, P, d, dtype=getattr(prob, "dtype", np.float64), error_feedback=cfg.error_feedback,
-                     network=net, collective=cfg.collective, seed=cfg.seed, device=cfg.device)
+                     network=net, collective=cfg.collective, seed=cfg.seed, device=cfg.device,
+                     aggregator=cfg.aggregator)
+    adversary = _adversary(cfg)
+    stale = Staleness(cfg.staleness, cfg.delays, cfg.seed, P)
 
     parts = prob.partition(P, cfg.partition, cfg.seed)
     from ..problems.partition import sample_minibatch
@@ -147,7 +175,7 @@ def run(config: TrainConfig, *, progress: bool = False, problem=None, callback=N
         # 1. minibatches  2. gradients
         idx = sample_minibatch(parts, B, _sampling_rng(cfg.seed, t))
         with np.errstate(over="ignore", invalid="ignore"):  # divergence is detected explicitly below
-            G = prob.grads(x, idx)
+            G = prob.grads(stale.points(x, t), idx)  # x itself unless some node reads an older iterate
         if not xp.all(xp.isfinite(G)):
             stop_reason, stopped_at = f"non-finite gradient at step {t}", t
             break
@@ -156,6 +184,8 @@ def run(config: TrainConfig, *, progress: bool = False, problem=None, callback=N
             G = xp.ascontiguousarray(G, dtype=comm.dtype)
         elif G.dtype != comm.dtype or not (G.flags.c_contiguous and G.flags.writeable):
             G = np.array(G, dtype=comm.dtype, order="C")
+        if adversary is not None:  # 2b. the last f nodes' rows become the attack's vectors
+            adversary(G, t)
         # 3. compression  4. aggregation
         try:
             agg, bits, wire, comm_s = communicate(G, comm, t)
@@ -201,7 +231,8 @@ def run(config: TrainConfig, *, progress: bool = False, problem=None, callback=N
 def train(problem, compressor=None, *, nodes: int = 4, steps: int = 100, lr=0.1, batch_size: int = 1, seed: int = 0,
           network="10gbe", compute=None, collective: str = "auto", error_feedback: bool = False,
           momentum: float = 0.0, partition: str = "iid", eval_every: int = 1, progress: bool = False,
-          callback=None, device: str = "cpu") -> History:
+          callback=None, device: str = "cpu", aggregator=None, byzantine: int = 0, attack=None,
+          staleness: int = 0, delays: str = "uniform") -> History:
     """Train with P simulated nodes and return the :class:`History`.
 
     Args:
@@ -212,6 +243,10 @@ def train(problem, compressor=None, *, nodes: int = 4, steps: int = 100, lr=0.1,
         nodes, steps, lr, batch_size, seed, network, compute, collective, error_feedback, momentum,
             partition, eval_every, device: see :class:`TrainConfig` (``device="cuda"``: the run on the GPU,
             :mod:`simdist.engine.device`).
+        aggregator, byzantine, attack: a robust aggregation rule, the number of Byzantine nodes (the
+            last ones) and their attack (:mod:`simdist.robust`; see :class:`TrainConfig`).
+        staleness, delays: bounded-staleness SGD, the largest gradient delay and how delays are drawn
+            (:mod:`simdist.engine.staleness`).
         progress: show a progress bar.
         callback: ``callback(t, x, agg)`` after every step's update (see :func:`run`).
 
@@ -250,5 +285,6 @@ def train(problem, compressor=None, *, nodes: int = 4, steps: int = 100, lr=0.1,
     cfg = TrainConfig(problem=spec, compressor=compressor, nodes=nodes, steps=steps, lr=lr, batch_size=batch_size,
                       seed=seed, network=network, compute=compute, collective=collective,
                       error_feedback=error_feedback, momentum=momentum, partition=partition, eval_every=eval_every,
-                      device=device)
+                      device=device, aggregator=aggregator, byzantine=byzantine, attack=attack, staleness=staleness,
+                      delays=delays)
     return run(cfg, progress=progress, problem=obj, callback=callback)
