@@ -21,6 +21,7 @@ from ..network import AlphaBeta
 from ..network import make as make_network
 from ..network.profile import cost_profile, price_profile
 from ..rng import node_step_rng, shared_rng
+from .config import check_dgc, dgc_config
 
 #: Dense allreduce algorithms usable for full precision.
 DENSE = ("ring", "recursive_doubling", "rabenseifner")
@@ -76,6 +77,10 @@ class CommState:
         network: the :class:`~simdist.network.AlphaBeta` model that prices the traces.
         seed: the run's root seed (node i's generator at step t is ``node_step_rng(seed, i, t)``).
         memory: the (P, d) error-feedback memory in ``dtype`` (None without error feedback).
+        dgc: the :class:`~simdist.compressors.dgc.DGC` wrapper of a DGC run (then ``compressor`` is
+            None), or None.
+        dgc_state: the nodes' :class:`~simdist.compressors.dgc.DGCState` ((P, d) float64 velocity and
+            accumulation), replaced after every step; None without DGC.
     """
 
     compressor: object
@@ -97,6 +102,8 @@ class CommState:
     #: a robust aggregation rule (:mod:`simdist.robust.aggregators`) applied to the allgathered
     #: vectors instead of the mean; None: the mean
     aggregator: object = None
+    dgc: object = None
+    dgc_state: object = field(default=None, repr=False)
 
     @property
     def error_feedback(self) -> bool:
@@ -105,7 +112,7 @@ class CommState:
 
 def init_comm(compressor, nodes: int, dim: int, *, dtype=np.float64, error_feedback: bool = False,
               network="10gbe", collective: str = "auto", seed: int = 0, device: str = "cpu",
-              aggregator=None) -> CommState:
+              aggregator=None, dgc=None) -> CommState:
     """The communication state of a run: validated parameters, the collective, zero EF memory.
 
     Args:
@@ -126,6 +133,10 @@ def init_comm(compressor, nodes: int, dim: int, *, dtype=np.float64, error_feedb
             :class:`~simdist.robust.aggregators.Aggregator`): then every node allgathers every vector
             (the payloads, or fp32 rows at full precision) and applies the rule (collective "auto" or
             "allgather" only).
+        dgc: None, or Deep Gradient Compression (a :class:`~simdist.compressors.dgc.DGC` or its config,
+            see ``TrainConfig.dgc``) in place of a compressor: every node runs DGC's step on its row
+            and the payloads (top-k messages) are allgathered. Needs ``compressor=None``, no error
+            feedback, collective "auto" or "allgather", ``device="cpu"`` and no aggregator.
 
     Returns:
         A :class:`CommState` for :func:`communicate`.
@@ -142,6 +153,9 @@ def init_comm(compressor, nodes: int, dim: int, *, dtype=np.float64, error_feedb
     dtype = np.dtype(dtype)
     if dtype not in FLOAT_DTYPES:
         raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+    if dgc is not None:
+        return _init_dgc(dgc, compressor, P, d, dtype, error_feedback=error_feedback, network=network,
+                         collective=collective, seed=seed, device=device, aggregator=aggregator)
     comp = None if compressor is None else (
         compressor if isinstance(compressor, compressors.Compressor) else compressors.make(compressor))
     if comp is not None:
@@ -185,6 +199,23 @@ def init_comm(compressor, nodes: int, dim: int, *, dtype=np.float64, error_feedb
     return st
 
 
+def _init_dgc(dgc, compressor, P: int, d: int, dtype, *, error_feedback, network, collective, seed, device,
+              aggregator) -> CommState:
+    """:func:`init_comm` of a DGC run: the wrapper, its zero (P, d) state, the allgather."""
+    from ..compressors.dgc import DGC
+
+    check_dgc(compressor=compressor, error_feedback=error_feedback, momentum=0.0, collective=collective,
+              device=device, aggregator=aggregator)
+    wrapper = DGC.from_config(dgc_config(dgc))
+    net = network if isinstance(network, AlphaBeta) else make_network(network)
+    st = CommState(None, P, d, dtype, "allgather", net, int(seed), dgc=wrapper)
+    try:
+        st.dgc_state = wrapper.init((P, d), dtype)
+    except ValueError as exc:
+        raise ValueError(f"dgc {wrapper} does not fit the problem's dimension d={d}: {exc}") from None
+    return st
+
+
 def communicate(G: np.ndarray, state: CommState, t: int):
     """Steps 3-4 of a step: compress (with error feedback), aggregate, measure and price.
 
@@ -211,6 +242,8 @@ def communicate(G: np.ndarray, state: CommState, t: int):
     if G.shape != (P, d) or G.dtype != state.dtype or not (G.flags.c_contiguous and G.flags.writeable):
         raise ValueError(f"G must be a writable C-contiguous ({P}, {d}) {state.dtype} array, got "
                          f"{G.dtype} {G.shape}")
+    if state.dgc is not None:  # DGC: its own step per row (state in state.dgc_state), then the allgather
+        return _dgc(G, state, t)
     if comp is None:  # full precision: the allreduce sends fp32 and sums in fp32, in its own order
         return _dense(G, state, t)  # (or, with a robust rule, allgathers the fp32 rows)
     agg = np.empty(d, np.float64)
@@ -239,6 +272,22 @@ def communicate(G: np.ndarray, state: CommState, t: int):
         comp.decompress_batch_residual(batch, G, E, agg)
     else:  # c. the receivers decode the bytes (a few rows at a time, in cache) and average them
         comp.decompress_batch_mean(batch, agg)
+    return (agg, *_measure(batch, state))
+
+
+def _dgc(G: np.ndarray, state: CommState, t: int):
+    """a-b. ``DGC.compress_batch`` of every row (velocity and accumulation in ``state.dgc_state``,
+    kept only when the step succeeds; G is only read); c. the receivers decode the allgathered top-k
+    messages (k = ``dgc.k_at(t, d)``, the same for every row) and average them in float64, rows in order."""
+    from ..compressors.topk import TopK
+
+    dgc = state.dgc
+    try:
+        batch, state.dgc_state = dgc.compress_batch(G, state.dgc_state, t)
+    except ValueError as exc:  # the accumulation overflows, or is beyond what top-k can send
+        raise _diverged(dgc, None, t, exc, what="gradient + DGC accumulation") from None
+    agg = np.empty(state.dim, np.float64)
+    TopK(k=dgc.k_at(t, state.dim)).decompress_batch_mean(batch, agg)
     return (agg, *_measure(batch, state))
 
 
@@ -276,8 +325,8 @@ def _dense(G: np.ndarray, state: CommState, t: int):
     return (agg, *state.dense)
 
 
-def _diverged(comp, E, t: int, exc: Exception) -> Diverged:
-    what = "gradient + error-feedback memory" if E is not None else "gradient"
+def _diverged(comp, E, t: int, exc: Exception, what: str | None = None) -> Diverged:
+    what = what or ("gradient + error-feedback memory" if E is not None else "gradient")
     return Diverged(f"{comp.name} cannot encode the {what} at step {t} (diverged): {exc}")
 
 

@@ -18,6 +18,13 @@ Example TOML (see examples/):
     [compressor]
     name = "qsgd"
     s = 4
+
+Deep Gradient Compression instead of a compressor (no [compressor] table, momentum = 0):
+
+    [dgc]
+    momentum = 0.9
+    sparsity = 0.999
+    warmup_steps = 100
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from pathlib import Path
 
 from .._validate import check_choice, check_float, check_int
 
-__all__ = ["TrainConfig", "PARTITIONS", "DEVICES", "DELAYS"]
+__all__ = ["TrainConfig", "PARTITIONS", "DEVICES", "DELAYS", "dgc_config", "check_dgc"]
 
 PARTITIONS = ("iid", "skewed")
 #: Where a simulated run's arrays live (see :mod:`simdist.engine.device`).
@@ -50,6 +57,41 @@ def _spec(name: str, value, *, allow_none: bool = False):
     if isinstance(value, dict) and isinstance(value.get("name"), str):
         return dict(value)
     raise TypeError(f"{name} must be a registered name or a config dict with a 'name', got {value!r}")
+
+
+def dgc_config(value) -> dict | None:
+    """Normalise a DGC spec (None, "dgc", a config dict with or without its "name", or a
+    :class:`~simdist.compressors.dgc.DGC`) to ``DGC.get_config()``'s dict (every parameter, JSON-ready)."""
+    if value is None:
+        return None
+    from ..compressors.dgc import DGC
+
+    if isinstance(value, DGC):
+        return value.get_config()
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict):
+        raise TypeError(f"dgc must be None, a DGC config dict or a DGC object, got {value!r}")
+    return DGC.from_config({"name": "dgc", **value}).get_config()
+
+
+def check_dgc(*, compressor, error_feedback, momentum, collective, device, aggregator) -> None:
+    """Refuse what a run with DGC (``TrainConfig.dgc``) cannot combine with, naming the parameter and why."""
+    if compressor is not None:
+        raise ValueError(f"compressor must be None with dgc: DGC sends its own top-k payloads, got {compressor!r}")
+    if error_feedback:
+        raise ValueError("error_feedback must be false with dgc: DGC keeps its own accumulation of what was not sent")
+    if momentum != 0:
+        raise ValueError(f"momentum must be 0 with dgc: DGC's momentum correction (dgc's 'momentum') replaces the "
+                         f"engine's momentum, got momentum={momentum!r}")
+    if collective not in ("auto", "allgather"):
+        raise ValueError(f"collective must be 'auto' or 'allgather' with dgc: the nodes allgather DGC's top-k "
+                         f"payloads, got {collective!r}")
+    if device != "cpu":
+        raise ValueError(f"device={device!r} does not run dgc: DGC's state and codec are on the host (use device='cpu')")
+    if aggregator is not None:
+        raise ValueError(f"aggregator must be None with dgc: a DGC run averages the decoded payloads, "
+                         f"got {aggregator!r}")
 
 
 @dataclass(frozen=True)
@@ -87,6 +129,14 @@ class TrainConfig:
             :mod:`simdist.engine.staleness`): node i's gradient at step t is taken at x_{t - delay}.
         delays: how the delays are drawn: "uniform" (each node and step, uniform in [0, tau]) or
             "fixed" (every gradient exactly tau steps old); delays never reach before x_0.
+        dgc: None, or a Deep Gradient Compression config (:class:`simdist.compressors.dgc.DGC`: a dict
+            such as ``{"momentum": 0.9, "sparsity": 0.999, "warmup_steps": 100, "clip_norm": None,
+            "momentum_masking": True}``, normalised to ``DGC.get_config()``): every node runs DGC on its
+            gradient (momentum correction, clipping, masking, sparsity warm-up, its own accumulation)
+            and the nodes allgather its top-k payloads (in the simulator only, on the host). DGC
+            replaces the compressor, error feedback and momentum, so it needs ``compressor=None``,
+            ``error_feedback=False`` and ``momentum=0``; also collective "auto" or "allgather",
+            ``device="cpu"`` and no ``aggregator`` (each refused with a ValueError saying why).
     """
 
     problem: dict
@@ -109,6 +159,7 @@ class TrainConfig:
     attack: dict | None = None
     staleness: int = 0
     delays: str = "uniform"
+    dgc: dict | None = None
 
     def __post_init__(self):
         s = object.__setattr__
@@ -145,6 +196,10 @@ class TrainConfig:
                              f"(got byzantine={self.byzantine}, attack={self.attack!r})")
         s(self, "staleness", check_int("staleness", self.staleness, low=0))
         check_choice("delays", self.delays, DELAYS)
+        s(self, "dgc", dgc_config(self.dgc))
+        if self.dgc is not None:
+            check_dgc(compressor=self.compressor, error_feedback=self.error_feedback, momentum=self.momentum,
+                      collective=self.collective, device=self.device, aggregator=self.aggregator)
 
     @staticmethod
     def _plain(value, name):

@@ -159,6 +159,9 @@ def run_rank(config: TrainConfig, transport, *, problem=None) -> History | None:
         TimeoutError: a peer died or stalled (from the transport).
     """
     cfg = config
+    if cfg.dgc is not None:
+        raise ValueError("dgc runs in the simulator only (simdist.engine.run / simdist train): one process per "
+                         "node does not implement DGC; use the simulator or a compressor with error_feedback")
     prob, comp, lr, net, compute_s = _prepare(cfg, problem)
     d, P, B, T = prob.dim, cfg.nodes, cfg.batch_size, cfg.steps
     if transport.size != P:

@@ -27,6 +27,11 @@ Steps of one iteration t (numbered as in the code):
 Steps 3-4 are :func:`simdist.engine.comm.communicate` ``(G, state, t)``, with the per-run state from
 :func:`init_comm`; ``benchmarks/bench_engine.py`` times exactly that function.
 
+With ``dgc`` (:class:`TrainConfig`) steps 3-4 are Deep Gradient Compression's: each node runs
+``DGC.compress_batch`` on its row (momentum correction, clipping, masking, warm-up, its own
+accumulation: the run's momentum is 0 and there is no error-feedback memory) and the top-k
+payloads are allgathered and averaged as above (:func:`simdist.engine.comm.communicate`).
+
 ``device="cuda"`` (:class:`TrainConfig`) runs the same loop with the iterate, the gradient matrix and
 the memory on the GPU (``xp = cupy``) and the compressors' GPU codecs: see :mod:`simdist.engine.device`.
 
@@ -151,7 +156,7 @@ def run(config: TrainConfig, *, progress: bool = False, problem=None, callback=N
                          f"(got byzantine={cfg.byzantine}, staleness={cfg.staleness})")
     comm = init_comm(comp, P, d, dtype=getattr(prob, "dtype", np.float64), error_feedback=cfg.error_feedback,
                      network=net, collective=cfg.collective, seed=cfg.seed, device=cfg.device,
-                     aggregator=cfg.aggregator)
+                     aggregator=cfg.aggregator, dgc=cfg.dgc)
     adversary = _adversary(cfg)
     stale = Staleness(cfg.staleness, cfg.delays, cfg.seed, P)
 
@@ -232,7 +237,7 @@ def train(problem, compressor=None, *, nodes: int = 4, steps: int = 100, lr=0.1,
           network="10gbe", compute=None, collective: str = "auto", error_feedback: bool = False,
           momentum: float = 0.0, partition: str = "iid", eval_every: int = 1, progress: bool = False,
           callback=None, device: str = "cpu", aggregator=None, byzantine: int = 0, attack=None,
-          staleness: int = 0, delays: str = "uniform") -> History:
+          staleness: int = 0, delays: str = "uniform", dgc=None) -> History:
     """Train with P simulated nodes and return the :class:`History`.
 
     Args:
@@ -247,6 +252,9 @@ def train(problem, compressor=None, *, nodes: int = 4, steps: int = 100, lr=0.1,
             last ones) and their attack (:mod:`simdist.robust`; see :class:`TrainConfig`).
         staleness, delays: bounded-staleness SGD, the largest gradient delay and how delays are drawn
             (:mod:`simdist.engine.staleness`).
+        dgc: None, or Deep Gradient Compression (a DGC config dict or a
+            :class:`~simdist.compressors.dgc.DGC`) instead of a compressor: leave ``compressor``,
+            ``error_feedback`` and ``momentum`` at their defaults (see :class:`TrainConfig`).
         progress: show a progress bar.
         callback: ``callback(t, x, agg)`` after every step's update (see :func:`run`).
 
@@ -286,5 +294,5 @@ def train(problem, compressor=None, *, nodes: int = 4, steps: int = 100, lr=0.1,
                       seed=seed, network=network, compute=compute, collective=collective,
                       error_feedback=error_feedback, momentum=momentum, partition=partition, eval_every=eval_every,
                       device=device, aggregator=aggregator, byzantine=byzantine, attack=attack, staleness=staleness,
-                      delays=delays)
+                      delays=delays, dgc=dgc)
     return run(cfg, progress=progress, problem=obj, callback=callback)
