@@ -25,6 +25,8 @@ REPROS = {
     "sparcml": "paper_repro.sparcml",
     "sparcml_training": "paper_repro.sparcml_training",
     "scaling": "paper_repro.scaling",
+    "byzantine": "paper_repro.byzantine",
+    "staleness": "paper_repro.staleness",
 }
 
 
