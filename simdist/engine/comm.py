@@ -64,6 +64,21 @@ def _collective(name: str, compressed: bool) -> str:
     return name
 
 
+def robust_rule(aggregator, P: int, collective: str):
+    """The robust aggregation rule of a run (None: the mean), checked for P nodes and the collective: a rule
+    needs every node's vector, so only "auto" or "allgather" (then the allgather) can carry it."""
+    if aggregator is None:
+        return None
+    from ..robust import aggregators
+
+    rule = aggregators.make(aggregator)
+    rule.check_nodes(P)
+    if collective not in ("auto", "allgather"):
+        raise ValueError(f"aggregator={rule.name!r} needs every node's vector: collective must be 'auto' or "
+                         f"'allgather', got {collective!r} (an allreduce only delivers the sum)")
+    return rule
+
+
 # -- the communication part of a step -----------------------------------------------------------
 @dataclass
 class CommState:
@@ -164,17 +179,8 @@ def init_comm(compressor, nodes: int, dim: int, *, dtype=np.float64, error_feedb
         except ValueError as exc:
             raise ValueError(f"compressor {comp} does not fit the problem's dimension d={d}: {exc}") from None
     net = network if isinstance(network, AlphaBeta) else make_network(network)
-    rule = None
-    if aggregator is not None:
-        from ..robust import aggregators
-
-        rule = aggregators.make(aggregator)
-        rule.check_nodes(P)
-        if collective not in ("auto", "allgather"):
-            raise ValueError(f"aggregator={rule.name!r} needs every node's vector: collective must be 'auto' or "
-                             f"'allgather', got {collective!r} (an allreduce only delivers the sum)")
-        collective = "allgather" if comp is not None else "auto"
-    algo = "allgather" if rule is not None and comp is None else _collective(collective, comp is not None)
+    rule = robust_rule(aggregator, P, collective)
+    algo = "allgather" if rule is not None else _collective(collective, comp is not None)
     if error_feedback and comp is None:
         raise ValueError("error_feedback needs a compressor (full precision has no compression error)")
     st = CommState(comp, P, d, dtype, algo, net, int(seed), aggregator=rule)

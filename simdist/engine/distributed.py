@@ -64,7 +64,7 @@ from ..network.profile import cost_profile, price_profile
 from ..problems.partition import sample_minibatch
 from .config import TrainConfig
 from .history import History
-from .comm import SPARSE, _collective, _node_rng, _sampling_rng
+from .comm import SPARSE, _collective, _node_rng, _sampling_rng, robust_rule
 from .loop import _prepare
 from .staleness import Staleness
 
@@ -114,30 +114,14 @@ def _gather_trace(transport, trace: Trace, P: int) -> Trace | None:
     return Trace.from_arrays(P, np.concatenate(msgs), np.concatenate(reds))
 
 
-def _rule(cfg: TrainConfig, P: int):
-    """The robust aggregation rule of ``cfg`` (None: the mean), checked as the simulator checks it."""
-    if cfg.aggregator is None:
-        return None
-    from ..robust import aggregators
-
-    rule = aggregators.make(cfg.aggregator)
-    rule.check_nodes(P)
-    if cfg.collective not in ("auto", "allgather"):
-        raise ValueError(f"aggregator={rule.name!r} needs every node's vector: collective must be 'auto' or "
-                         f"'allgather', got {cfg.collective!r} (an allreduce only delivers the sum)")
-    return rule
-
-
 def _forge(prob, attack, X, idx, dtype, f: int, seed: int, t: int) -> np.ndarray:
     """The f forged rows of step t, as the simulator's :func:`simdist.robust.attacks.inject` makes them
     (None when an honest gradient is not finite: the simulator stops before forging)."""
-    from ..rng import attack_rng
-
     with np.errstate(over="ignore", invalid="ignore"):
         H = np.asarray(prob.grads(X, idx), dtype=dtype)
     if not np.all(np.isfinite(H)):
         return None
-    forged = attack.forge(H, f, attack_rng(seed, t) if attack.needs_rng else None)
+    forged = attack.forge(H, f, attack.step_rng(seed, t))
     with np.errstate(over="ignore"):
         return forged.astype(dtype)
 
@@ -170,7 +154,7 @@ def run_rank(config: TrainConfig, transport, *, problem=None) -> History | None:
         raise ValueError(f"device={cfg.device!r} applies to the simulator (simdist train); one process per node keeps "
                          f"its row on the host (--backend nccl moves the messages through the GPUs): use device='cpu'")
     i, root = transport.rank, transport.rank == 0
-    rule = _rule(cfg, P)
+    rule = robust_rule(cfg.aggregator, P, cfg.collective)
     name = "allgather" if rule is not None else _collective(cfg.collective, comp is not None)
     algo = sparse.make(name) if name in SPARSE else dense.make(name)
     dtype = np.dtype(getattr(prob, "dtype", np.float64))
@@ -195,13 +179,15 @@ def run_rank(config: TrainConfig, transport, *, problem=None) -> History | None:
         t0 = time.perf_counter()
         # 1. minibatch (the global matrix, this rank's row)  2. this rank's gradient
         idx = sample_minibatch(parts, B, _sampling_rng(cfg.seed, t))
-        X = stale.points(x, t)  # x, or every node's (possibly older) iterate
+        # this rank's (possibly older) iterate; a Byzantine rank needs every honest node's too
+        X = stale.points(x, t) if attack is not None else stale.point(x, t, i)
+        xi = X if X.ndim == 1 else X[i]
         with np.errstate(over="ignore", invalid="ignore"):
-            g = np.array(prob.grads(X if X is x else X[i], idx[i:i + 1])[0], dtype=dtype, order="C")
+            g = np.array(prob.grads(xi, idx[i:i + 1])[0], dtype=dtype, order="C")
         finite = bool(np.all(np.isfinite(g)))
         g_sent = g.copy()
         if attack is not None and finite:  # 2b. the simulator's inject(), this rank's row of it
-            forged = _forge(prob, attack, X if X is x else X[:P - f], idx[:P - f], dtype, f, cfg.seed, t)
+            forged = _forge(prob, attack, X if X.ndim == 1 else X[:P - f], idx[:P - f], dtype, f, cfg.seed, t)
             if forged is not None:  # (else an honest rank's gradient is not finite: the run stops below)
                 g = forged[i - (P - f)].copy()
         # 3. compression (or the fp32 row), then the go/stop decision on rank 0

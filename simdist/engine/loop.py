@@ -108,13 +108,12 @@ def _adversary(cfg: TrainConfig):
     (forged from the honest rows; a random attack draws from ``attack_rng(seed, t)``)."""
     if not cfg.byzantine:
         return None
-    from ..rng import attack_rng
     from ..robust import attacks
 
     atk = attacks.make(cfg.attack)
 
     def apply(G, t: int) -> None:
-        attacks.inject(G, cfg.byzantine, atk, attack_rng(cfg.seed, t) if atk.needs_rng else None)
+        attacks.inject(G, cfg.byzantine, atk, atk.step_rng(cfg.seed, t))
 
     return apply
 

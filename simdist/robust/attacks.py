@@ -77,6 +77,13 @@ class Attack(Named):
     def _forge(self, H, f, rng):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def step_rng(self, seed: int, t: int):
+        """The generator :meth:`forge` gets at step t of a run: ``attack_rng(seed, t)``, or None when
+        the attack draws nothing (the simulator and every Byzantine rank of a launched run use this)."""
+        from ..rng import attack_rng
+
+        return attack_rng(seed, t) if self.needs_rng else None
+
 
 def _same(row: np.ndarray, f: int) -> np.ndarray:
     return np.broadcast_to(row, (f, row.size)).copy()
